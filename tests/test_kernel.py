@@ -1,0 +1,228 @@
+"""The docker kernel, driven over the Jupyter protocol against a real TLS-only engine."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+
+from conftest import engine_id, start_kernel, stop_kernel
+from whale_hub.pki import CertificateAuthority, write_client_bundle
+from whale_hub.sandbox import free_port
+
+
+def test_kernelspec_is_installed_as_docker():
+    spec = KernelSpecManager().get_kernel_spec("docker")
+    assert spec.display_name == "Docker"
+    assert spec.language == "bash"
+    assert spec.argv[1:3] == ["-m", "whale_kernel"]
+    assert spec.interrupt_mode == "signal"
+
+
+def test_kernelspec_ships_in_the_wheel(tmp_path):
+    """`pip install .` installs the kernelspec: it is in the wheel's data files."""
+    subprocess.run(["python3", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), "."], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("howtowhale-*.whl"))
+    import zipfile
+    names = zipfile.ZipFile(wheel).namelist()
+    spec = [n for n in names if n.endswith("share/jupyter/kernels/docker/kernel.json")]
+    assert spec, names
+    data = json.loads(zipfile.ZipFile(wheel).read(spec[0]))
+    assert data["display_name"] == "Docker"
+
+
+def test_hello_world_runs_on_the_learners_engine(kernel, tls_engine):
+    run = kernel.run("docker run --rm hello-world")
+    assert run.status == "ok", run.text
+    assert "Hello from How to Whale!" in run.text
+    env = kernel.run("echo $DOCKER_HOST $DOCKER_TLS_VERIFY; docker info -f '{{.ID}}'")
+    host, verify, engine = env.text.split()
+    assert host == tls_engine.docker_host and verify == "1"
+    assert engine == engine_id(tls_engine)
+
+
+def test_output_streams_while_the_command_runs(kernel):
+    code = ("docker run --rm busybox sh -c "
+            "'for i in 1 2 3 4; do echo tick $i; sleep 0.4; done'")
+    run = kernel.run(code)
+    assert run.status == "ok", run.text
+    ticks = [(t, m["content"]["text"]) for t, m in run.messages
+             if m["header"]["msg_type"] == "stream" and "tick" in m["content"]["text"]]
+    assert len(ticks) >= 3, ticks           # separate messages, not one at the end
+    assert ticks[-1][0] - ticks[0][0] > 0.8  # spread over the run
+    assert run.text.split() == ["tick", "1", "tick", "2", "tick", "3", "tick", "4"]
+
+
+def test_exit_status_is_per_cell(kernel):
+    failed = kernel.run("false")
+    assert failed.status == "error"
+    assert failed.reply["content"]["evalue"] == "exit status 1"
+    assert kernel.run("true").status == "ok"
+    traced = kernel.run("set -x\nfalse")
+    assert traced.status == "error"
+    after = kernel.run("echo still here")
+    assert after.status == "ok"
+    assert "__whale" not in traced.text + after.text and "cell.sh" not in after.text
+    assert "+ echo still here" in after.text   # the learner's own trace is kept
+    assert kernel.run("set +x; docker ps -q -f name=nothing-here").status == "ok"
+
+
+def test_odd_prompt_does_not_confuse_the_kernel(kernel):
+    assert kernel.run("PS1='$ > # '; PS2='? '; echo one").text.strip() == "one"
+    cleared = kernel.run("PROMPT_COMMAND=")   # refused: the kernel needs it
+    assert "readonly" in cleared.text and cleared.status == "error"
+    run = kernel.run("echo two")
+    assert run.status == "ok" and run.text.strip() == "two"
+
+
+@pytest.mark.parametrize("code, expect", [
+    ("read answer; echo got:$answer", "got:"),
+    ("cat", "waited for keyboard input"),
+    ("docker run -it --rm busybox sh", "waited for keyboard input"),
+    ("less -+F -+X /etc/passwd", ""),
+    ("echo 'never closed", "unexpected EOF"),
+    ("cat <<EOF\nheredoc body", "heredoc body"),
+])
+def test_never_hangs(kernel, code, expect):
+    run = kernel.run(code, timeout=15)
+    assert run.elapsed < 8, (code, run.elapsed)
+    assert expect in run.text
+    assert kernel.run("echo alive").text.strip() == "alive"
+
+
+def test_docker_exec_it_ends(kernel, engine_client):
+    c = engine_client.containers.run("busybox", ["sleep", "60"], detach=True, name="exec-target")
+    try:
+        run = kernel.run("docker exec -it exec-target sh", timeout=15)
+        assert run.elapsed < 8
+        assert "waited for keyboard input" in run.text
+    finally:
+        c.remove(force=True)
+
+
+def test_keyboard_input_goes_through_jupyter_stdin(kernel):
+    run = kernel.run('read -p "Your name: " name; echo "hello $name"', stdin=["Ada"])
+    prompts = run.of_type("input_request") or [m for _, m in run.messages
+                                               if m["header"]["msg_type"] == "input_request"]
+    assert prompts and "Your name" in prompts[0]["content"]["prompt"]
+    assert "hello Ada" in run.text
+    shell = kernel.run("docker run -it --rm busybox sh", stdin=["echo inside-$((6*7))", "exit"],
+                       timeout=20)
+    assert "inside-42" in shell.text
+
+
+@pytest.mark.parametrize("code", [
+    "sleep 60",
+    "docker run --rm busybox sleep 60",
+    "docker run -d --name logsrc busybox sh -c 'while true; do echo line; sleep 0.2; done' "
+    ">/dev/null && docker logs -f logsrc",
+])
+def test_interrupt_stops_the_command_and_the_kernel_stays_usable(kernel, code):
+    run = kernel.run(code, interrupt_after=1.5, timeout=20)
+    assert run.elapsed < 8, run.elapsed
+    assert run.reply["content"]["ename"] == "KeyboardInterrupt"
+    assert kernel.run("echo ready").text.strip() == "ready"
+    kernel.run("docker rm -f logsrc >/dev/null 2>&1; true")
+
+
+def test_exit_restarts_the_shell(kernel):
+    run = kernel.run("exit 3")
+    assert run.status == "error" and "new one was started" in run.text
+    assert kernel.run("echo $DOCKER_TLS_VERIFY").text.strip() == "1"
+
+
+def test_completion_of_subcommands_flags_and_names(kernel, engine_client):
+    c = engine_client.containers.run("busybox", ["sleep", "60"], detach=True,
+                                     name="whale-complete-me")
+    engine_client.images.get("busybox").tag("whale-complete-image", "v1")
+    try:
+        assert "run" in kernel.complete("docker ru")
+        assert "--network" in kernel.complete("docker run --netw")
+        assert "whale-complete-me" in kernel.complete("docker stop whale-comp")
+        assert "whale-complete-me" in kernel.complete("docker container logs whale-")
+        assert "whale-complete-image:v1" in kernel.complete("docker run --rm whale-complete-i")
+        assert "bridge" in kernel.complete("docker network inspect bri")
+        assert "docker" in kernel.complete("dock")
+    finally:
+        c.remove(force=True)
+        engine_client.images.remove("whale-complete-image:v1")
+
+
+def test_swapping_the_bundle_switches_engines_without_restart(kernel, store, tls_engine,
+                                                              second_engine):
+    first = kernel.run("docker info -f '{{.ID}}'").text.strip()
+    assert first == engine_id(tls_engine)
+    store.install_directory(second_engine.bundle_dir)
+    second = kernel.run("docker info -f '{{.ID}}'").text.strip()
+    assert second == engine_id(second_engine)
+    store.install_directory(tls_engine.bundle_dir)
+    assert kernel.run("docker info -f '{{.ID}}'").text.strip() == first
+
+
+def test_unreachable_engine_gives_one_clear_line(kernel, store, tls_engine):
+    port = free_port()
+    bundle = store.root.parent / "dead"
+    import shutil
+    shutil.copytree(tls_engine.bundle_dir, bundle)
+    env = (bundle / "docker.env").read_text().replace(f":{tls_engine.port}", f":{port}")
+    (bundle / "docker.env").write_text(env)
+    store.install_directory(bundle)
+    run = kernel.run("docker ps")
+    assert run.status == "error"
+    lines = [line for line in run.text.splitlines() if line.strip()]
+    assert lines == [f"whale: cannot use your Docker engine at 127.0.0.1:{port}: the engine is "
+                     "not answering (it is stopped, or nothing listens there)."]
+
+
+def test_wrong_ca_gives_one_clear_line(kernel, store, tls_engine, tmp_path):
+    other = CertificateAuthority.create()
+    write_client_bundle(tmp_path / "other", other, other.issue_client(), tls_engine.docker_host)
+    store.install_directory(tmp_path / "other")
+    run = kernel.run("docker version -f '{{.Server.Version}}'")
+    assert run.status == "error"
+    lines = [line for line in run.text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("whale: cannot use your Docker engine at 127.0.0.1:")
+    assert "not signed by the CA in your credentials" in lines[0]
+
+
+def test_progress_redraws_instead_of_escape_codes(kernel):
+    # What `docker pull` writes to a terminal: a line per layer, then cursor-up
+    # and erase-line to update them in place.
+    code = r"""
+printf 'latest: Pulling from library/web\n'
+printf 'aaa: Pulling fs layer\nbbb: Pulling fs layer\n'
+for p in 1 2 3; do
+  sleep 0.25
+  printf '\033[2A\033[2K\raaa: Downloading [%-10s]\r\033[2B' "$(printf '=%.0s' $(seq $p))"
+done
+printf '\033[2A\033[2K\raaa: Pull complete\r\033[2B\033[1A\033[2K\rbbb: Pull complete\r\033[1B'
+printf 'Status: Downloaded newer image for web:latest\n'
+"""
+    run = kernel.run(code)
+    assert run.status == "ok"
+    assert run.of_type("clear_output"), "updates should redraw the output"
+    assert run.text == ("latest: Pulling from library/web\naaa: Pull complete\n"
+                        "bbb: Pull complete\nStatus: Downloaded newer image for web:latest\n")
+    assert "\x1b" not in run.text
+
+
+def test_real_docker_progress_is_clean(kernel):
+    run = kernel.run("docker save hello-world | docker load")
+    assert run.status == "ok", run.text
+    assert "\x1b[" not in run.text.replace("\x1b[0m", "")
+    assert "Loaded image: hello-world:latest" in run.text
+
+
+def test_kernel_starts_without_credentials(tmp_path):
+    from whale_kernel.credentials import CredentialStore
+    empty = CredentialStore(tmp_path / "none")
+    driver = start_kernel(empty)
+    try:
+        run = driver.run("docker ps")
+        assert run.status == "error"
+        # Never the machine's own engine socket: a clear line instead.
+        assert run.text.strip().startswith("whale: no Docker engine is set up for you yet")
+    finally:
+        stop_kernel(driver)

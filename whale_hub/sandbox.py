@@ -1,0 +1,166 @@
+"""Sandbox engines: one TLS-only Docker engine per learner, in a container.
+
+The engine container runs `images/engine` on the operator's Docker engine with the
+flags a nested dockerd needs on hosts where --privileged is refused. It gets its own
+CA, a server certificate and a client certificate; the client side is written as a
+Carina-layout credentials bundle, which is what the kernel, the server extension and
+the spawner consume.
+"""
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import NotFound
+
+from whale_kernel.credentials import BundleError, CredentialBundle
+
+from .pki import CertificateAuthority, write_client_bundle, write_engine_tls
+
+ENGINE_IMAGE = "howtowhale/engine"
+LABEL = "org.howtowhale.role"
+
+# What a nested dockerd needs on these hosts (DESIGN.md): everything but
+# CAP_SYS_RESOURCE, which is not in the bounding set, so --privileged fails.
+NESTED_ENGINE_OPTIONS = dict(
+    cap_add=["ALL"],
+    cap_drop=["SYS_RESOURCE"],
+    security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+)
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+class SandboxEngine:
+    """A learner's Docker engine: a container that only listens with mutual TLS.
+
+    `state_dir` holds the engine's TLS files (tls/) and the learner's bundle (bundle/).
+    """
+
+    def __init__(self, name: str, state_dir: Path | str, *, image: str = ENGINE_IMAGE,
+                 host: docker.DockerClient | None = None, bind_ip: str = "127.0.0.1",
+                 port: int | None = None, registry_mirror: str | None = None,
+                 swarm: bool = False, mem_limit: str | None = None,
+                 pids_limit: int | None = None, nano_cpus: int | None = None,
+                 labels: dict[str, str] | None = None):
+        self.name = name
+        self.state_dir = Path(state_dir)
+        self.image = image
+        self.host = host or docker.from_env()
+        self.bind_ip = bind_ip
+        self.port = port
+        self.registry_mirror = registry_mirror
+        self.swarm = swarm
+        self.mem_limit = mem_limit
+        self.pids_limit = pids_limit
+        self.nano_cpus = nano_cpus
+        self.labels = dict(labels or {})
+        self.container = None
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.state_dir / "bundle"
+
+    @property
+    def docker_host(self) -> str:
+        return f"tcp://{self.bind_ip}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> CredentialBundle:
+        """Create certificates, start the engine and wait until it answers over TLS."""
+        self.remove()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ca = CertificateAuthority.create(name=f"How to Whale CA for {self.name}")
+        server = ca.issue_server(hostnames=("localhost", self.name), ips=("127.0.0.1", self.bind_ip)
+                                 if self.bind_ip != "127.0.0.1" else ("127.0.0.1",))
+        client = ca.issue_client(common_name=self.name)
+        write_engine_tls(self.tls_dir, ca, server)
+        # A fixed host port (not Docker's random one) survives a stop/start, so the
+        # bundle's DOCKER_HOST stays right.
+        self.port = self.port or free_port(self.bind_ip)
+        env = {}
+        if self.registry_mirror:
+            env["WHALE_REGISTRY_MIRROR"] = self.registry_mirror
+        if self.swarm:
+            env["WHALE_SWARM"] = "1"
+        api = self.host.api
+        host_config = api.create_host_config(
+            port_bindings={2376: (self.bind_ip, self.port)},
+            binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                   str(self.tls_dir.resolve()): {"bind": "/etc/whale/tls", "mode": "ro"}},
+            mem_limit=self.mem_limit, pids_limit=self.pids_limit, nano_cpus=self.nano_cpus,
+            **NESTED_ENGINE_OPTIONS,
+        )
+        # `--security-opt systempaths=unconfined` in the CLI: nothing masked or read-only
+        # under /proc and /sys (the SDK has no parameter for it).
+        host_config["MaskedPaths"] = []
+        host_config["ReadonlyPaths"] = []
+        created = api.create_container(
+            self.image, name=self.name, detach=True, environment=env,
+            labels={LABEL: "engine", **self.labels}, ports=[2376], host_config=host_config,
+        )
+        api.start(created["Id"])
+        self.container = self.host.containers.get(created["Id"])
+        write_client_bundle(self.bundle_dir, ca, client, self.docker_host)
+        return self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> CredentialBundle:
+        """Wait until the engine answers a TLS ping (and Swarm is active, if asked)."""
+        bundle = CredentialBundle.load(self.bundle_dir)
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            client = None
+            try:
+                client = bundle.client(timeout=2)
+                client.ping()
+                if not self.swarm or client.info().get("Swarm", {}).get("LocalNodeState") == "active":
+                    return bundle
+            except Exception as exc:  # not up yet
+                last = exc
+            finally:
+                if client is not None:
+                    client.close()
+            self.container.reload()
+            if self.container.status == "exited":
+                raise RuntimeError(f"engine {self.name} exited: "
+                                   + self.container.logs(tail=20).decode(errors="replace"))
+            time.sleep(0.05)
+        raise TimeoutError(f"engine {self.name} did not answer within {timeout:.0f} s: {last}")
+
+    def stop(self, timeout: int = 5) -> None:
+        """Stop the engine container (its images and containers stay in its volume)."""
+        if self.container is not None:
+            try:
+                self.container.stop(timeout=timeout)
+            except NotFound:
+                pass
+
+    def restart(self, timeout: float = 30.0) -> CredentialBundle:
+        """Start a stopped engine again, keeping its certificates and data."""
+        self.container.start()
+        return self.wait_ready(timeout)
+
+    def remove(self) -> None:
+        """Remove the engine container, its data volume and its state directory."""
+        try:
+            c = self.container or self.host.containers.get(self.name)
+            c.remove(force=True, v=True)
+        except NotFound:
+            pass
+        self.container = None
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+__all__ = ["SandboxEngine", "ENGINE_IMAGE", "NESTED_ENGINE_OPTIONS", "BundleError"]

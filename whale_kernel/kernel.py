@@ -1,0 +1,236 @@
+"""DockerKernel: bash_kernel's language and display helpers on a faster, safer shell."""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from bash_kernel.display import build_cmds, extract_contents
+from bash_kernel.kernel import BashKernel
+from IPython.core.error import StdinNotImplementedError
+
+from . import __version__
+from .completion import DockerCompleter
+from .credentials import BundleError, CredentialBundle, default_store, parse_env
+from .engine_errors import NO_ENGINE_HOST, explain_output
+from .shell import BashSession
+from .terminal import TerminalScreen
+
+_DOCKER_VARS = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+_SECRET_PROMPT = re.compile(r"pass(word|phrase)|token|secret", re.I)
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+class DockerKernel(BashKernel):
+    """A bash kernel whose docker CLI talks to the learner's engine.
+
+    The engine comes from the installed credentials bundle (WHALE_CREDENTIALS);
+    when the bundle is swapped on disk, the next cell uses the new one.
+    """
+
+    implementation = "whale_kernel"
+    implementation_version = __version__
+    redraw_interval = 0.2   # seconds between redraws of updating (progress) output
+
+    def __init__(self, **kwargs):
+        self.store = default_store()
+        self._generation: str | None = None
+        self._bundle: CredentialBundle | None = None
+        self._bundle_problem = ""
+        self._docker_env: dict[str, str] = {}
+        self._refresh_credentials()
+        self.completer = DockerCompleter(self._engine_client)
+        # BashKernel.__init__ starts the shell through _start_bash.
+        super().__init__(**kwargs)
+
+    # -- credentials ---------------------------------------------------------------
+    def _refresh_credentials(self) -> bool:
+        """Re-read the bundle if its generation changed; True if it did."""
+        gen = self.store.generation()
+        if gen == self._generation and self._generation is not None:
+            return False
+        changed = gen != self._generation
+        self._generation = gen
+        self._bundle, self._bundle_problem, env = None, "", {}
+        if gen is not None:
+            try:
+                self._bundle = CredentialBundle.load(self.store.current_path)
+                env = dict(self._bundle.env)
+            except BundleError as exc:
+                # Still point docker at what is there: its error is then explained.
+                self._bundle_problem = str(exc)
+                try:
+                    env = parse_env((self.store.current_path / "docker.env").read_text())
+                except OSError:
+                    env = {}
+                env["DOCKER_CERT_PATH"] = str(self.store.current_path)
+        self._docker_env = {k: env[k] for k in env if k.startswith("DOCKER_")} or \
+            {"DOCKER_HOST": NO_ENGINE_HOST}
+        return changed
+
+    def _engine_client(self, timeout: float):
+        return self._bundle.client(timeout=timeout) if self._bundle else None
+
+    def _credentials_prefix(self) -> str:
+        if not self._refresh_credentials():
+            return ""
+        parts = [f"export {k}={_sh_quote(v)}" for k, v in self._docker_env.items()]
+        parts += [f"unset {k}" for k in _DOCKER_VARS if k not in self._docker_env]
+        return "; ".join(parts) + "; "
+
+    # -- the shell ---------------------------------------------------------------
+    def _start_bash(self):
+        env = {k: v for k, v in os.environ.items() if k not in _DOCKER_VARS}
+        env.update(self._docker_env)
+        env["NOTEBOOK_BASH_KERNEL_CAPABILITIES"] = "image,html,javascript"
+        self.bash = BashSession(env=env)
+        self.bash.capture(build_cmds())
+
+    def do_shutdown(self, restart):
+        self.bash.close()
+        return super().do_shutdown(restart)
+
+    @property
+    def banner(self):
+        host = self._docker_env.get("DOCKER_HOST", "no engine configured")
+        return f"Docker kernel {__version__}: bash wired to your Docker engine ({host})"
+
+    @property
+    def language_version(self):
+        return os.environ.get("BASH_VERSION", "5")
+
+    # -- execution ---------------------------------------------------------------
+    def do_execute(self, code, silent, store_history=True, user_expressions=None,
+                   allow_stdin=False):
+        self.silent = silent
+        self._allow_stdin = allow_stdin  # ipykernel's raw_input/getpass check it
+        if not code.strip():
+            return self._ok()
+        screen = TerminalScreen()
+        last_redraw = [0.0]
+        host = self._docker_env.get("DOCKER_HOST")
+
+        def show(final: bool = False) -> None:
+            if silent or not screen.pending:
+                return
+            now = time.monotonic()
+            if screen._redraw and not final and now - last_redraw[0] < self.redraw_interval:
+                return
+            redraw, text = screen.take()
+            if redraw:
+                last_redraw[0] = now
+                self.send_response(self.iopub_socket, "clear_output", {"wait": True})
+            if text:
+                # bash_kernel's display helpers announce rich output on a line of its
+                # own; its parser also ends a partial last line, so only use it then.
+                plain, rich = extract_contents(text) if "bash_kernel: saved" in text \
+                    else (text, [])
+                if plain:
+                    self.send_response(self.iopub_socket, "stream",
+                                       {"name": "stdout", "text": plain})
+                for content in rich:
+                    if isinstance(content, Exception):
+                        self.send_response(self.iopub_socket, "stream",
+                                           {"name": "stderr", "text": str(content)})
+                    elif "display_id" in content.get("transient", {}):
+                        self._send_content_to_display_id(content)
+                    else:
+                        self.send_response(self.iopub_socket, "display_data", content)
+
+        def on_output(text: str) -> None:
+            screen.feed(explain_output(text.replace("\r\n", "\n"), host))
+            show()
+
+        def on_input(command: str) -> str | None:
+            if not allow_stdin:
+                return None
+            show(final=True)
+            prompt = _ANSI.sub("", screen.lines[-1]) if screen.lines else ""
+            ask = self.getpass if _SECRET_PROMPT.search(prompt) else self.raw_input
+            # The prompt is already on screen; the input box repeats it for context.
+            try:
+                return ask(prompt)
+            except StdinNotImplementedError:
+                return None
+
+        prefix = self._credentials_prefix()
+        if self._bundle_problem and prefix:
+            screen.feed(f"whale: your Docker credentials have a problem: {self._bundle_problem}\n")
+        try:
+            result = self.bash.run(code, on_output, on_input=on_input, prefix=prefix)
+        except Exception as exc:  # the shell is gone in a way we cannot recover from
+            self.bash.close()
+            self._start_bash()
+            screen.feed(f"\nwhale: the shell failed ({exc}); a new one was started.\n")
+            show(final=True)
+            return self._error("ShellError", str(exc))
+        if result.stdin_ended:
+            screen.feed(
+                f"\nwhale: `{_short(result.stdin_ended)}` waited for keyboard input, which this "
+                "notebook cannot send, so it was given end-of-input. Feed input with a pipe "
+                "(echo answer | command) or a heredoc; for containers use `docker run -i` "
+                "with a pipe, or `docker run -d` and `docker exec`, instead of -it.\n")
+        if result.restarted:
+            screen.feed("\nwhale: the shell exited, so a new one was started "
+                        "(variables and the working directory were reset).\n")
+            self._generation = None
+            self._refresh_credentials()
+        show(final=True)
+        if result.interrupted:
+            return self._error("KeyboardInterrupt", "interrupted; the shell is ready again")
+        if result.restarted:
+            return self._error("ShellExited", "the shell exited")
+        if result.status:
+            return self._error("ExitStatus", f"exit status {result.status}")
+        return self._ok()
+
+    def _ok(self):
+        return {"status": "ok", "execution_count": self.execution_count, "payload": [],
+                "user_expressions": {}}
+
+    def _error(self, ename: str, evalue: str):
+        content = {"ename": ename, "evalue": evalue,
+                   "traceback": [f"\x1b[0;31m{evalue}\x1b[0m"]}
+        if not self.silent:
+            self.send_response(self.iopub_socket, "error", content)
+        return dict(content, status="error", execution_count=self.execution_count)
+
+    # -- completion ---------------------------------------------------------------
+    def do_complete(self, code, cursor_pos):
+        head = code[:cursor_pos]
+        word = re.split(r"[\s;|&=\"'<>(]", head)[-1]
+        matches = self.completer.complete(head)
+        if matches is None or (not matches and not head.rstrip().endswith("docker")
+                               and word and not word.startswith("-")):
+            matches = (matches or []) + self._shell_matches(word, first=_is_command_position(head))
+        return {"matches": sorted(set(matches)), "cursor_start": cursor_pos - len(word),
+                "cursor_end": cursor_pos, "metadata": {}, "status": "ok"}
+
+    def _shell_matches(self, word: str, first: bool) -> list[str]:
+        q = _sh_quote(word)
+        if word.startswith("$"):
+            cmd = f"compgen -A variable -- {_sh_quote(word[1:])} | sed 's/^/$/'"
+        elif first and "/" not in word:
+            cmd = f"compgen -abc -A function -- {q}"
+        else:
+            cmd = f"compgen -o dirnames -f -- {q} | while read -r f; do [[ -d $f ]] && f=$f/; echo \"$f\"; done"
+        try:
+            out = self.bash.capture(cmd, timeout=2)
+        except Exception:
+            return []
+        return [m for m in out.split("\n") if m and not m.startswith("__whale")]
+
+
+def _is_command_position(head: str) -> bool:
+    segment = re.split(r"\|\||&&|[;|&\n(]", head)[-1].lstrip()
+    return " " not in segment and "\t" not in segment
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _short(command: str, width: int = 60) -> str:
+    return command if len(command) <= width else command[: width - 1] + "…"
+
+

@@ -1,0 +1,333 @@
+"""A bash process on a pseudo-terminal that runs notebook cells.
+
+Why not bash_kernel's REPLWrapper: it sends a cell line by line and waits for a
+continuation prompt after each (about 50 ms a line), spots the end of a command by
+matching PS1 (which breaks when a learner sets an odd PS1), and waits forever when a
+command reads the terminal. Here a cell is written to a file and sourced in one
+line; the end of a cell is a marker that PROMPT_COMMAND prints with a per-session
+nonce and the exit status, whatever PS1 is; and while a command is silent the
+session checks whether it is blocked reading the terminal, so the kernel can ask
+the learner for input or end it.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import secrets
+import shlex
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pexpect
+
+# read(2) and readv(2) by architecture: a task blocked in one of them on our
+# terminal is waiting for keyboard input.
+_READ_SYSCALLS = {"x86_64": {0, 19}, "aarch64": {63, 65}}.get(platform.machine(), {0, 19})
+
+_INIT = r"""
+PS1=''; PS2=''; PS0=''; PS4='+ '
+HISTFILE=/dev/null
+export PAGER=cat MANPAGER=cat GIT_PAGER=cat SYSTEMD_PAGER='' LESS=-FRX
+export DOCKER_CLI_HINTS=false
+__whale_prompt() {
+  { __whale_s=$?; __whale_x=${-//[^x]/}; set +x; } 2>/dev/null
+  printf '\033]6262;whale;%s;%s\007' "$__whale_nonce" "$__whale_s"
+  PS1='' PS2=''
+  [[ -n $__whale_x ]] && set -x
+}
+# Read-only: a cell that cleared it would leave the kernel unable to see cells end.
+declare -r PROMPT_COMMAND=__whale_prompt
+"""
+
+
+@dataclass
+class CellResult:
+    """How a cell ended."""
+
+    status: int | None         # exit status of the cell's last command; None if the shell died
+    interrupted: bool = False
+    restarted: bool = False    # the shell exited (e.g. `exit`, `set -e`) and a new one was started
+    stdin_ended: str = ""      # command that wanted keyboard input but got end-of-input
+
+
+class BashSession:
+    """One interactive bash on a pty, driven cell by cell."""
+
+    def __init__(self, env: dict[str, str] | None = None, cwd: str | None = None,
+                 columns: int = 100):
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = cwd
+        self.columns = columns
+        self.runtime = Path(tempfile.mkdtemp(prefix="whale-kernel-"))
+        self.cell_file = self.runtime / "cell.sh"
+        self.child: pexpect.spawn | None = None
+        self._marker: re.Pattern[str] | None = None
+        self._tty: str | None = None
+        self.start()
+
+    # -- life cycle ---------------------------------------------------------------
+    def start(self) -> None:
+        """Start (or restart) bash and wait for its first marker."""
+        nonce = secrets.token_hex(8)
+        self._marker = re.compile(r"\x1b\]6262;whale;" + nonce + r";(\d+)\x07")
+        env = dict(self.env, __whale_nonce=nonce, TERM=self.env.get("TERM", "xterm-256color"),
+                   COLUMNS=str(self.columns))
+        env.pop("PROMPT_COMMAND", None)
+        init = self.runtime / "init.sh"
+        init.write_text(_INIT)
+        # Children must get default SIGINT/SIGPIPE even if the kernel ignores them.
+        old_int = signal.signal(signal.SIGINT, signal.SIG_DFL)
+        old_pipe = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        try:
+            self.child = pexpect.spawn(
+                "/bin/bash", ["--noprofile", "--rcfile", str(init), "--noediting", "-i"],
+                env=env, cwd=self.cwd, echo=False, encoding="utf-8",
+                codec_errors="replace", dimensions=(24, self.columns),
+            )
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGPIPE, old_pipe)
+        self.child.delaybeforesend = None
+        self.child.expect(self._marker, timeout=10)
+        try:
+            self._tty = os.readlink(f"/proc/{self.child.pid}/fd/0")
+        except OSError:
+            self._tty = None
+
+    def close(self) -> None:
+        """Stop bash and everything it started on its terminal."""
+        if self.child is not None and self.child.isalive():
+            try:
+                os.killpg(self.child.pid, signal.SIGHUP)
+            except OSError:
+                pass
+            self.child.close(force=True)
+        for f in self.runtime.glob("*"):
+            f.unlink(missing_ok=True)
+        try:
+            self.runtime.rmdir()
+        except OSError:
+            pass
+
+    # -- running cells ------------------------------------------------------------
+    def run(self, code: str, on_output: Callable[[str], None], *,
+            on_input: Callable[[str], str | None] | None = None,
+            prefix: str = "", flush_interval: float = 0.03,
+            idle_check: float = 0.15) -> CellResult:
+        """Run a cell; on_output receives terminal output as it is produced.
+
+        on_input(prompt) is called when the running command blocks reading the
+        terminal; it returns the line to send, or None for end-of-input.
+        Raises KeyboardInterrupt through to the caller only after the shell is back.
+        """
+        assert self.child is not None
+        self.cell_file.write_text(code if code.endswith("\n") else code + "\n")
+        self.child.send(f"{prefix}. {shlex.quote(str(self.cell_file))}\n")
+        return self._collect(on_output, on_input, flush_interval, idle_check)
+
+    def _collect(self, on_output, on_input, flush_interval, idle_check) -> CellResult:
+        child = self.child
+        buf = ""
+        last_output = time.monotonic()
+        last_flush = 0.0
+        pending = ""
+        stdin_ended = ""
+        eof_ladder: list[float] = []   # times of escalation steps for a command we gave EOF
+        interrupted = False
+        ladder_start: float | None = None
+        while True:
+            try:
+                try:
+                    chunk = child.read_nonblocking(65536, timeout=0.05 if (pending or eof_ladder or ladder_start) else idle_check)
+                except pexpect.TIMEOUT:
+                    chunk = ""
+                except pexpect.EOF:
+                    if pending or buf:
+                        on_output(pending + buf)
+                    self.start()
+                    return CellResult(status=None, interrupted=interrupted, restarted=True,
+                                      stdin_ended=stdin_ended)
+                now = time.monotonic()
+                if chunk:
+                    buf += chunk
+                    last_output = now
+                    m = self._marker.search(buf)
+                    if m:
+                        out = pending + buf[: m.start()]
+                        if out:
+                            on_output(self._clean(out))
+                        return CellResult(status=int(m.group(1)), interrupted=interrupted,
+                                          stdin_ended=stdin_ended)
+                    # Hold back a possible start of the marker.
+                    cut = buf.rfind("\x1b]6262")
+                    if cut == -1 and buf.endswith("\x1b"):
+                        cut = len(buf) - 1
+                    if cut == -1:
+                        pending += buf
+                        buf = ""
+                    else:
+                        pending += buf[:cut]
+                        buf = buf[cut:]
+                if pending and now - last_flush >= flush_interval:
+                    on_output(self._clean(pending))
+                    pending = ""
+                    last_flush = now
+                if ladder_start is not None:
+                    self._escalate(now - ladder_start)
+                elif not chunk and now - last_output >= idle_check:
+                    waiting = self.waiting_for_input()
+                    if waiting:
+                        if pending:
+                            on_output(pending)
+                            pending = ""
+                        answer = on_input(waiting) if on_input else None
+                        if answer is None:
+                            stdin_ended = stdin_ended or waiting
+                            self._send_eof()
+                            if eof_ladder and now - eof_ladder[0] > 0.4:
+                                # EOF did not end it: treat it like an interrupt.
+                                ladder_start = now
+                            elif not eof_ladder:
+                                eof_ladder.append(now)
+                        else:
+                            eof_ladder.clear()
+                            self._send_line(answer)
+                        last_output = time.monotonic()
+                    else:
+                        eof_ladder.clear()
+            except KeyboardInterrupt:
+                interrupted = True
+                if ladder_start is None:
+                    ladder_start = time.monotonic()
+                    self._escalate(0.0)
+
+    def _clean(self, text: str) -> str:
+        """Hide the kernel's own plumbing: the cell file's path and its xtrace lines."""
+        text = text.replace(f"{self.cell_file}: ", "")
+        return _OWN_TRACE.sub("", text) if "+ " in text else text
+
+    def _foreground(self) -> int | None:
+        try:
+            pgrp = os.tcgetpgrp(self.child.child_fd)
+        except OSError:
+            return None
+        return pgrp
+
+    def _escalate(self, elapsed: float) -> None:
+        """Stop the foreground job: ^C, then SIGTERM, then SIGKILL; bash itself survives."""
+        steps = getattr(self, "_steps_done", set())
+        if elapsed == 0.0:
+            steps = set()
+        fg = self._foreground()
+        if 0 not in steps:
+            steps.add(0)
+            self.child.sendintr()
+        elif elapsed > 1.0 and 1 not in steps:
+            steps.add(1)
+            if fg and fg != self.child.pid:
+                _killpg(fg, signal.SIGTERM)
+            else:
+                self.child.sendintr()
+        elif elapsed > 2.5 and 2 not in steps:
+            steps.add(2)
+            if fg and fg != self.child.pid:
+                _killpg(fg, signal.SIGKILL)
+        elif elapsed > 5.0 and 3 not in steps:
+            steps.add(3)
+            # The shell itself does not come back: start a new one.
+            _killpg(self.child.pid, signal.SIGKILL)
+        self._steps_done = steps
+
+    def _send_eof(self) -> None:
+        self.child.send("\x04")
+
+    def _send_line(self, line: str) -> None:
+        try:
+            import termios
+            raw = not (termios.tcgetattr(self.child.child_fd)[3] & termios.ICANON)
+        except Exception:
+            raw = False
+        self.child.send(line + ("\r" if raw else "\n"))
+
+    def waiting_for_input(self) -> str:
+        """The command line of a process blocked reading this terminal, or ''."""
+        if not self._tty:
+            return ""
+        fg = self._foreground()
+        if fg is None:
+            return ""
+        for pid in _pids_in_group(fg):
+            for task in _tasks(pid):
+                try:
+                    fields = Path(f"/proc/{pid}/task/{task}/syscall").read_text().split()
+                except OSError:
+                    continue
+                if not fields or not fields[0].isdigit() or int(fields[0]) not in _READ_SYSCALLS:
+                    continue
+                fd = int(fields[1], 16)
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == self._tty:
+                        return "read" if pid == self.child.pid else _cmdline(pid)
+                except OSError:
+                    continue
+        return ""
+
+    # -- quiet commands (completion) -------------------------------------------------
+    def capture(self, code: str, timeout: float = 2.0) -> str:
+        """Run a short command while idle and return its output (nothing is streamed)."""
+        out: list[str] = []
+        deadline = time.monotonic() + timeout
+
+        def sink(text: str) -> None:
+            out.append(text)
+            if time.monotonic() > deadline:
+                raise KeyboardInterrupt
+
+        self.run(code, sink)
+        return "".join(out).replace("\r\n", "\n")
+
+
+_OWN_TRACE = re.compile(r"^\++ (?:\. \S*/cell\.sh|__whale_prompt)\r?\n", re.M)
+
+
+def _killpg(pgrp: int, sig: int) -> None:
+    try:
+        os.killpg(pgrp, sig)
+    except OSError:
+        pass
+
+
+def _pids_in_group(pgrp: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ... ; comm may contain spaces and parens.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgrp:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _tasks(pid: int) -> list[str]:
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "a command"
+    return " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p) or "a command"
