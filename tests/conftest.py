@@ -22,9 +22,12 @@ def host_docker():
     """The operator's engine (scripts/ensure-docker.sh started it)."""
     client = docker.from_env()
     client.ping()
-    # Engines left behind by an earlier run that was killed.
+    # Engines left behind by an earlier run that was killed (its pid is gone); runs
+    # going on side by side keep theirs.
     for c in client.containers.list(all=True, filters={"label": TEST_LABEL}):
-        c.remove(force=True, v=True)
+        owner = c.labels.get(TEST_LABEL, "")
+        if not (owner.isdigit() and os.path.exists(f"/proc/{owner}")):
+            c.remove(force=True, v=True)
     yield client
     client.close()
 
@@ -37,7 +40,7 @@ def engine_image(host_docker):
 
 def start_engine(name: str, tmp_path_factory, host_docker, **kw) -> SandboxEngine:
     engine = SandboxEngine(f"whale-test-{name}-{os.getpid()}", tmp_path_factory.mktemp(name),
-                           host=host_docker, labels={TEST_LABEL: "1"}, **kw)
+                           host=host_docker, labels={TEST_LABEL: str(os.getpid())}, **kw)
     engine.start()
     return engine
 
