@@ -1,27 +1,47 @@
-"""DockerKernel: bash_kernel's language and display helpers on a faster, safer shell."""
+"""DockerKernel: bash on a pty, wired to the learner's Docker engine.
+
+bash_kernel provides the language conventions and the rich display helpers
+(`display`, `displayHTML`, ...); the shell underneath is BashSession, and the
+protocol is served by the lean KernelServer.
+"""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import time
-
-from bash_kernel.display import build_cmds, extract_contents
-from bash_kernel.kernel import BashKernel
-from IPython.core.error import StdinNotImplementedError
 
 from . import __version__
 from .completion import DockerCompleter
 from .credentials import BundleError, CredentialBundle, default_store, parse_env
 from .engine_errors import NO_ENGINE_HOST, explain_output
+from .protocol import KernelServer, StdinNotAllowed
 from .shell import BashSession
 from .terminal import TerminalScreen
 
+
+def _bash_kernel_display():
+    """bash_kernel's display helpers, without importing bash_kernel/__init__.py.
+
+    The package's __init__ imports its kernel, hence ipykernel and IPython: about a
+    second of start-up for two functions that need neither.
+    """
+    spec = importlib.util.find_spec("bash_kernel")
+    path = os.path.join(spec.submodule_search_locations[0], "display.py")
+    module_spec = importlib.util.spec_from_file_location("bash_kernel_display", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+_display = _bash_kernel_display()
+build_cmds, extract_contents = _display.build_cmds, _display.extract_contents
 _DOCKER_VARS = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 _SECRET_PROMPT = re.compile(r"pass(word|phrase)|token|secret", re.I)
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
 
-class DockerKernel(BashKernel):
+class DockerKernel(KernelServer):
     """A bash kernel whose docker CLI talks to the learner's engine.
 
     The engine comes from the installed credentials bundle (WHALE_CREDENTIALS);
@@ -31,8 +51,10 @@ class DockerKernel(BashKernel):
     implementation = "whale_kernel"
     implementation_version = __version__
     redraw_interval = 0.2   # seconds between redraws of updating (progress) output
+    language_info = {"name": "bash", "codemirror_mode": "shell", "mimetype": "text/x-sh",
+                     "file_extension": ".sh", "pygments_lexer": "bash"}
 
-    def __init__(self, **kwargs):
+    def __init__(self, connection_file: str):
         self.store = default_store()
         self._generation: str | None = None
         self._bundle: CredentialBundle | None = None
@@ -40,8 +62,9 @@ class DockerKernel(BashKernel):
         self._docker_env: dict[str, str] = {}
         self._refresh_credentials()
         self.completer = DockerCompleter(self._engine_client)
-        # BashKernel.__init__ starts the shell through _start_bash.
-        super().__init__(**kwargs)
+        self._known_display_ids: set[str] = set()
+        super().__init__(connection_file)
+        self._start_bash()
 
     # -- credentials ---------------------------------------------------------------
     def _refresh_credentials(self) -> bool:
@@ -95,15 +118,17 @@ class DockerKernel(BashKernel):
         host = self._docker_env.get("DOCKER_HOST", "no engine configured")
         return f"Docker kernel {__version__}: bash wired to your Docker engine ({host})"
 
-    @property
-    def language_version(self):
-        return os.environ.get("BASH_VERSION", "5")
+    def _send_content_to_display_id(self, content: dict) -> None:
+        """First output for a display id is display_data, later ones update it."""
+        display_id = content["transient"]["display_id"]
+        kind = "update_display_data" if display_id in self._known_display_ids else "display_data"
+        self._known_display_ids.add(display_id)
+        self.send_response(self.iopub_socket, kind, content)
 
     # -- execution ---------------------------------------------------------------
     def do_execute(self, code, silent, store_history=True, user_expressions=None,
                    allow_stdin=False):
         self.silent = silent
-        self._allow_stdin = allow_stdin  # ipykernel's raw_input/getpass check it
         if not code.strip():
             return self._ok()
         screen = TerminalScreen()
@@ -150,7 +175,7 @@ class DockerKernel(BashKernel):
             # The prompt is already on screen; the input box repeats it for context.
             try:
                 return ask(prompt)
-            except StdinNotImplementedError:
+            except StdinNotAllowed:
                 return None
 
         prefix = self._credentials_prefix()
