@@ -115,6 +115,18 @@ class SandboxEngine:
         write_client_bundle(self.bundle_dir, ca, client, self.docker_host)
         return self.wait_ready(timeout)
 
+    def ensure(self, timeout: float = 30.0) -> CredentialBundle:
+        """Reuse this engine if it exists (starting it if stopped), else create it."""
+        try:
+            self.container = self.host.containers.get(self.name)
+            bundle = CredentialBundle.load(self.bundle_dir)
+        except (NotFound, BundleError):
+            return self.start(timeout)
+        self.port = int(bundle.docker_host.rsplit(":", 1)[1])
+        if self.container.status != "running":
+            self.container.start()
+        return self.wait_ready(timeout)
+
     def wait_ready(self, timeout: float = 30.0) -> CredentialBundle:
         """Wait until the engine answers a TLS ping (and Swarm is active, if asked)."""
         bundle = CredentialBundle.load(self.bundle_dir)

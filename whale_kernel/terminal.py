@@ -65,8 +65,7 @@ class TerminalScreen:
         line = self.lines[self.row]
         if self.col > len(line):
             line += " " * (self.col - len(line))
-        if self.col < len(line):
-            self._touch(self.row, self.col)
+        self._touch(self.row, self.col)
         self.lines[self.row] = line[: self.col] + text + line[self.col + len(text):]
         self.col += len(text)
 
@@ -89,8 +88,7 @@ class TerminalScreen:
     def _csi(self, params: str, final: str) -> None:
         if final == "m":  # colour: keep it, zero width on screen but part of the text
             line = self.lines[self.row]
-            if self.col < len(line):
-                self._touch(self.row, self.col)
+            self._touch(self.row, self.col)
             line = line.ljust(self.col)
             sgr = f"\x1b[{params}m"
             self.lines[self.row] = line[: self.col] + sgr + line[self.col:]

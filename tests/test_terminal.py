@@ -1,0 +1,105 @@
+"""TerminalScreen and the engine-error explanations, on recorded terminal output.
+
+These are pure functions: the byte sequences are what the Docker CLI writes to a
+terminal (captured from `docker pull` / `docker build` on a TTY), fed in pieces as a
+pty delivers them.
+"""
+from __future__ import annotations
+
+import pytest
+
+from whale_kernel.engine_errors import explain_engine_error, explain_output
+from whale_kernel.terminal import TerminalScreen
+
+# `docker pull` on a TTY: one line per layer, then in-place updates.
+PULL = (
+    "Using default tag: latest\r\n"
+    "latest: Pulling from library/web\r\n"
+    "\x1b[1A\x1b[2K\rlatest: Pulling from library/web\r\x1b[1B"
+    "1a2b3c4d: Pulling fs layer \r\n"
+    "5e6f7a8b: Pulling fs layer \r\n"
+    "\x1b[2A\x1b[2K\r1a2b3c4d: Downloading [=====>      ]  1.2MB/2.4MB\r\x1b[2B"
+    "\x1b[1A\x1b[2K\r5e6f7a8b: Downloading [==>         ]  100kB/900kB\r\x1b[1B"
+    "\x1b[2A\x1b[2K\r1a2b3c4d: Pull complete \r\x1b[2B"
+    "\x1b[1A\x1b[2K\r5e6f7a8b: Pull complete \r\x1b[1B"
+    "Digest: sha256:0123abcd\r\n"
+    "Status: Downloaded newer image for web:latest\r\n"
+)
+PULL_FINAL = ("Using default tag: latest\nlatest: Pulling from library/web\n"
+              "1a2b3c4d: Pull complete \n5e6f7a8b: Pull complete \n"
+              "Digest: sha256:0123abcd\nStatus: Downloaded newer image for web:latest\n")
+
+
+def shown(chunks) -> tuple[str, int]:
+    """Feed chunks like a kernel does; return what a notebook shows and the redraw count."""
+    screen, out, redraws = TerminalScreen(), "", 0
+    for chunk in chunks:
+        screen.feed(chunk.replace("\r\n", "\n"))
+        redraw, text = screen.take()
+        if redraw:
+            out, redraws = text, redraws + 1
+        else:
+            out += text
+    return out, redraws
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 64, len(PULL)])
+def test_docker_pull_progress_ends_clean_whatever_the_read_size(size):
+    chunks = [PULL[i:i + size] for i in range(0, len(PULL), size)]
+    out, _ = shown(chunks)
+    assert out == PULL_FINAL
+
+
+def test_plain_output_is_appended_never_redrawn():
+    out, redraws = shown(["one\r\ntw", "o\r\n", "three"])
+    assert (out, redraws) == ("one\ntwo\nthree", 0)
+
+
+def test_carriage_return_progress_keeps_the_last_state():
+    out, redraws = shown(["10%\r", "50%\r", "100%\r\n", "done\r\n"])
+    assert out == "100%\ndone\n"
+    assert redraws >= 1
+
+
+def test_colours_are_kept_and_other_escapes_dropped():
+    out, _ = shown(["\x1b]0;window title\x07\x1b[?25l\x1b[32mok\x1b[0m\r\n"])
+    assert out == "\x1b[32mok\x1b[0m\n"
+
+
+def test_clear_screen_starts_over():
+    out, redraws = shown(["old stuff\r\n", "\x1b[H\x1b[2J", "new\r\n"])
+    assert out == "new\n" and redraws == 1
+
+
+def test_long_output_is_trimmed_but_tail_kept():
+    screen = TerminalScreen(max_lines=100)
+    for i in range(1000):
+        screen.feed(f"line {i}\n")
+        screen.take()
+    assert len(screen.lines) <= 101
+    assert screen.lines[-2] == "line 999"
+
+
+@pytest.mark.parametrize("raw, expect", [
+    ("Cannot connect to the Docker daemon at tcp://127.0.0.1:2376. Is the docker daemon running?",
+     "whale: cannot use your Docker engine at 127.0.0.1:2376: the engine is not answering"),
+    ('error during connect: Get "https://10.0.0.9:2376/v1.50/containers/json": tls: failed to '
+     'verify certificate: x509: certificate signed by unknown authority',
+     "whale: cannot use your Docker engine at 10.0.0.9:2376: the engine's certificate is not "
+     "signed by the CA"),
+    ('error during connect: Get "https://h:2376/v1.50/info": remote error: tls: bad certificate',
+     "the engine refused your client certificate"),
+    ('error during connect: Get "https://h:2376/v1.50/info": dial tcp: lookup h: no such host',
+     "that host name does not resolve"),
+    ("Failed to initialize: unable to resolve docker endpoint: open /c/ca.pem: no such file or "
+     "directory", "no credentials are installed"),
+])
+def test_engine_errors_become_one_plain_line(raw, expect):
+    better = explain_engine_error(raw)
+    assert better is not None and expect in better
+
+
+def test_other_output_is_left_alone():
+    text = "Error response from daemon: No such container: web\nsomething else\n"
+    assert explain_engine_error("Error response from daemon: No such container: web") is None
+    assert explain_output(text) == text
