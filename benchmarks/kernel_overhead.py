@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=3, help="kernel starts per kernel")
     args = ap.parse_args()
     ensure_bash_kernelspec()
-    images.ensure_site_images()
+    images.ensure_site_images(only=["howtowhale/engine"])
     work = Path(tempfile.mkdtemp(prefix="whale-bench-"))
     engine = SandboxEngine(f"whale-bench-{os.getpid()}", work / "engine")
     bundle = engine.start()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -28,14 +29,19 @@ def host_docker():
         owner = c.labels.get(TEST_LABEL, "")
         if not (owner.isdigit() and os.path.exists(f"/proc/{owner}")):
             c.remove(force=True, v=True)
+    # Learners' servers and engines of a test hub (users are named t<pid>...).
+    for c in client.containers.list(all=True):
+        m = re.match(r"(?:jupyter|whale-engine)-t(\d+)[0-9a-f]{4}-", c.name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            c.remove(force=True, v=True)
     yield client
     client.close()
 
 
 @pytest.fixture(scope="session")
 def engine_image(host_docker):
-    images.ensure_site_images()
-    return images.SITE
+    images.ensure_site_images(only=["howtowhale/engine"])
+    return "howtowhale/engine"
 
 
 def start_engine(name: str, tmp_path_factory, host_docker, **kw) -> SandboxEngine:

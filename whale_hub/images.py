@@ -7,10 +7,14 @@ binary, say) into the build context before `docker build`.
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 SOURCE = Path(os.environ.get("WHALE_SOURCE", Path(__file__).resolve().parent.parent))
@@ -18,7 +22,24 @@ SITE_IMAGES = SOURCE / "images"
 LESSON_IMAGES = SOURCE / "lessons" / "images"
 BASE_IMAGE = "debian:bookworm-slim"
 # Site images in build order: tag -> directory under images/.
-SITE = {"howtowhale/engine": "engine"}
+SITE = {"howtowhale/engine": "engine", "howtowhale/singleuser": "singleuser"}
+WHEELHOUSE = Path(os.environ.get("WHALE_WHEELHOUSE",
+                                 Path.home() / ".cache" / "whale" / "wheelhouse"))
+# What the single-user server needs beside this package's own requirements.
+SINGLEUSER_EXTRA = ["notebook"]
+# The Python of the single-user image (Debian bookworm's python3) and its platforms.
+IMAGE_PYTHON = "3.11.2"
+IMAGE_PLATFORMS = ["manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64",
+                   "manylinux_2_34_x86_64", "any"]
+
+
+def _hub_requirement() -> str:
+    """The single-user side of JupyterHub, at the hub's own version when it is installed."""
+    try:
+        from importlib.metadata import version
+        return f"jupyterhub=={version('jupyterhub')}"
+    except Exception:
+        return "jupyterhub"
 
 
 def _docker(args: list[str], env: dict[str, str] | None = None, quiet: bool = True) -> None:
@@ -36,17 +57,87 @@ def ensure_base() -> None:
     subprocess.run([str(SITE_IMAGES / "base" / "build.sh"), BASE_IMAGE], check=True)
 
 
-def ensure_site_images(force: bool = False, extra_ca: str | None = None) -> list[str]:
-    """Build every site image that is missing (all of them with force); return what was built."""
+def _source_digest() -> str:
+    """A digest of everything that goes into the single-user image."""
+    h = hashlib.sha256()
+    roots = [SOURCE / "setup.py", SITE_IMAGES / "singleuser", SOURCE / "lessons"]
+    roots += [SOURCE / p for p in ("whale_kernel", "whale_extension", "whale_hub")]
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for f in files:
+            if "__pycache__" in f.parts or "node_modules" in f.parts:
+                continue
+            h.update(str(f.relative_to(SOURCE)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _image_label(tag: str, label: str) -> str | None:
+    out = subprocess.run(["docker", "image", "inspect", "-f",
+                          "{{index .Config.Labels \"" + label + "\"}}", tag],
+                         capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _singleuser_context(ctx: Path) -> None:
+    """Dockerfile, lessons, this package as a wheel, and a wheelhouse of its dependencies."""
+    for item in (SITE_IMAGES / "singleuser").iterdir():
+        shutil.copy2(item, ctx / item.name)
+    lessons = ctx / "lessons"
+    lessons.mkdir()
+    for f in (SOURCE / "lessons").glob("*"):
+        if f.suffix in (".ipynb", ".md"):
+            shutil.copy2(f, lessons / f.name)
+    package = ctx / "package"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(package), str(SOURCE)], check=True)
+    wheel = next(package.glob("howtowhale-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        requires = [line.split(":", 1)[1].strip() for line in z.read(meta).decode().splitlines()
+                    if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    requirements = sorted(set(requires + SINGLEUSER_EXTRA + [_hub_requirement()]))
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    with open(WHEELHOUSE.parent / "wheelhouse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # builds running side by side share the wheelhouse
+        (WHEELHOUSE / "requirements.txt").write_text("\n".join(requirements) + "\n")
+        # Wheels are fetched on the host once and reused, so the image build needs no
+        # PyPI; they are picked for the image's Python (Debian's), not the host's.
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+                        "--python-version", IMAGE_PYTHON, "--implementation", "cp",
+                        "--abi", "cp311", "--abi", "abi3", "--abi", "none",
+                        *[a for p in IMAGE_PLATFORMS for a in ("--platform", p)],
+                        "--find-links", str(WHEELHOUSE), "-d", str(WHEELHOUSE),
+                        "-r", str(WHEELHOUSE / "requirements.txt")], check=True)
+        shutil.copytree(WHEELHOUSE, ctx / "wheelhouse")
+
+
+def ensure_site_images(force: bool = False, extra_ca: str | None = None,
+                       only: list[str] | None = None) -> list[str]:
+    """Build every site image that is missing or stale (all of them with force).
+
+    Returns the tags built. The single-user image carries this package, so it is
+    rebuilt whenever the package's sources or the lessons change.
+    """
     built = []
     for tag, directory in SITE.items():
-        if not force and image_exists(tag):
+        if only is not None and tag not in only:
+            continue
+        digest = _source_digest() if directory == "singleuser" else None
+        if not force and image_exists(tag) and (
+                digest is None or _image_label(tag, "org.howtowhale.source") == digest):
             continue
         ensure_base()
         args = ["build", "-q", "-t", tag]
         if extra_ca:
-            args += ["--build-arg", f"EXTRA_CA={extra_ca}"]
-        _docker([*args, str(SITE_IMAGES / directory)])
+            args += ["--build-arg", f"EXTRA_CA={Path(extra_ca).read_text()}"]
+        if digest:
+            args += ["--label", f"org.howtowhale.source={digest}"]
+            with tempfile.TemporaryDirectory(prefix="whale-singleuser-") as ctx:
+                _singleuser_context(Path(ctx))
+                _docker([*args, ctx])
+        else:
+            _docker([*args, str(SITE_IMAGES / directory)])
         built.append(tag)
     return built
 

@@ -8,13 +8,14 @@ the spawner consume.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 import time
 from pathlib import Path
 
 import docker
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from whale_kernel.credentials import BundleError, CredentialBundle
 
@@ -50,7 +51,8 @@ class SandboxEngine:
                  port: int | None = None, registry_mirror: str | None = None,
                  swarm: bool = False, mem_limit: str | None = None,
                  pids_limit: int | None = None, nano_cpus: int | None = None,
-                 labels: dict[str, str] | None = None):
+                 labels: dict[str, str] | None = None, network: str | None = None,
+                 network_ip: str | None = None):
         self.name = name
         self.state_dir = Path(state_dir)
         self.image = image
@@ -63,6 +65,10 @@ class SandboxEngine:
         self.pids_limit = pids_limit
         self.nano_cpus = nano_cpus
         self.labels = dict(labels or {})
+        # With a network, the learner's server reaches the engine there by name (the
+        # bundle says so); the loopback port stays for the hub's own checks.
+        self.network = network
+        self.network_ip = network_ip  # a fixed address there, named in the bundle
         self.container = None
 
     @property
@@ -75,15 +81,24 @@ class SandboxEngine:
 
     @property
     def docker_host(self) -> str:
+        """Where the operator's machine reaches the engine."""
         return f"tcp://{self.bind_ip}:{self.port}"
+
+    @property
+    def learner_host(self) -> str:
+        """Where the learner's server reaches the engine (what the bundle says)."""
+        if self.network_ip:
+            return f"tcp://{self.network_ip}:2376"
+        return f"tcp://{self.name}:2376" if self.network else self.docker_host
 
     def start(self, timeout: float = 30.0) -> CredentialBundle:
         """Create certificates, start the engine and wait until it answers over TLS."""
-        self.remove()
+        self._remove_container()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ca = CertificateAuthority.create(name=f"How to Whale CA for {self.name}")
-        server = ca.issue_server(hostnames=("localhost", self.name), ips=("127.0.0.1", self.bind_ip)
-                                 if self.bind_ip != "127.0.0.1" else ("127.0.0.1",))
+        ips = sorted({"127.0.0.1", self.bind_ip} | ({self.network_ip} if self.network_ip else set()))
+        server = ca.issue_server(hostnames=("localhost", self.name), ips=tuple(ips))
         client = ca.issue_client(common_name=self.name)
         write_engine_tls(self.tls_dir, ca, server)
         # A fixed host port (not Docker's random one) survives a stop/start, so the
@@ -110,9 +125,13 @@ class SandboxEngine:
             self.image, name=self.name, detach=True, environment=env,
             labels={LABEL: "engine", **self.labels}, ports=[2376], host_config=host_config,
         )
+        if self.network:
+            self._ensure_network()
+            api.connect_container_to_network(created["Id"], self.network, aliases=["engine"],
+                                             ipv4_address=self.network_ip)
         api.start(created["Id"])
         self.container = self.host.containers.get(created["Id"])
-        write_client_bundle(self.bundle_dir, ca, client, self.docker_host)
+        write_client_bundle(self.bundle_dir, ca, client, self.learner_host)
         return self.wait_ready(timeout)
 
     def ensure(self, timeout: float = 30.0) -> CredentialBundle:
@@ -122,7 +141,7 @@ class SandboxEngine:
             bundle = CredentialBundle.load(self.bundle_dir)
         except (NotFound, BundleError):
             return self.start(timeout)
-        self.port = int(bundle.docker_host.rsplit(":", 1)[1])
+        self.port = int(self.container.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"])
         if self.container.status != "running":
             self.container.start()
         return self.wait_ready(timeout)
@@ -130,6 +149,8 @@ class SandboxEngine:
     def wait_ready(self, timeout: float = 30.0) -> CredentialBundle:
         """Wait until the engine answers a TLS ping (and Swarm is active, if asked)."""
         bundle = CredentialBundle.load(self.bundle_dir)
+        if bundle.docker_host != self.docker_host:
+            bundle = dataclasses.replace(bundle, docker_host=self.docker_host)
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -151,6 +172,13 @@ class SandboxEngine:
             time.sleep(0.05)
         raise TimeoutError(f"engine {self.name} did not answer within {timeout:.0f} s: {last}")
 
+    def _ensure_network(self) -> None:
+        try:
+            self.host.networks.get(self.network)
+        except NotFound:
+            self.host.networks.create(self.network, driver="bridge",
+                                      labels={LABEL: "network", **self.labels})
+
     def stop(self, timeout: int = 5) -> None:
         """Stop the engine container (its images and containers stay in its volume)."""
         if self.container is not None:
@@ -164,15 +192,27 @@ class SandboxEngine:
         self.container.start()
         return self.wait_ready(timeout)
 
-    def remove(self) -> None:
-        """Remove the engine container, its data volume and its state directory."""
+    def _remove_container(self) -> None:
         try:
             c = self.container or self.host.containers.get(self.name)
             c.remove(force=True, v=True)
         except NotFound:
             pass
         self.container = None
+
+    def remove(self) -> None:
+        """Remove the engine container, its data volume, its state directory, and its
+        network once nothing else is on it."""
+        self._remove_container()
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self.network:
+            try:
+                net = self.host.networks.get(self.network)
+                net.reload()
+                if not net.containers:
+                    net.remove()
+            except (NotFound, APIError):
+                pass
 
 
-__all__ = ["SandboxEngine", "ENGINE_IMAGE", "NESTED_ENGINE_OPTIONS", "BundleError"]
+__all__ = ["SandboxEngine", "ENGINE_IMAGE", "NESTED_ENGINE_OPTIONS", "BundleError", "free_port"]

@@ -1,0 +1,187 @@
+"""A real JupyterHub (with its configurable-http-proxy) running the site's config.
+
+The hub runs as a separate process exactly as `whale up` starts it, with test
+settings: dummy sign-in, an admin API token, free ports. Learners' servers are real
+containers of the single-user image; their engines are real sandbox engines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import requests
+import websocket
+
+from whale_hub import images
+from whale_hub.providers import safe_name
+from whale_hub.registry import bridge_gateway
+from whale_hub.sandbox import free_port
+
+CONFIG = Path(__file__).resolve().parent.parent / "whale_hub" / "jupyterhub_config.py"
+
+
+class Hub:
+    """A running hub: REST helpers, and code execution in a learner's kernel."""
+
+    def __init__(self, state: Path, extra_env: dict[str, str] | None = None):
+        self.state = state
+        self.token = secrets.token_hex(16)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.prefix = f"t{os.getpid()}{uuid.uuid4().hex[:4]}"
+        env = dict(os.environ,
+                   WHALE_STATE=str(state), WHALE_PORT=str(self.port), WHALE_BIND_IP="127.0.0.1",
+                   WHALE_HUB_PORT=str(free_port("0.0.0.0")),
+                   WHALE_PROXY_API_PORT=str(free_port()),
+                   WHALE_HUB_CONNECT_IP=bridge_gateway(), WHALE_AUTH="dummy",
+                   WHALE_ADMIN_TOKEN=self.token, WHALE_PROVIDER="choice", WHALE_SWARM="0",
+                   WHALE_IDLE_TIMEOUT="3600", JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32),
+                   **(extra_env or {}))
+        self.log = open(state / "hub.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)], cwd=state, env=env,
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {self.token}"
+        self.session.trust_env = False
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self.session.get(f"{self.url}/hub/api/", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("hub did not start:\n" + (state / "hub.log").read_text()[-3000:])
+            time.sleep(0.2)
+        self.users: list[str] = []
+
+    # -- REST ---------------------------------------------------------------------
+    def api(self, method: str, path: str, **kw) -> requests.Response:
+        return self.session.request(method, f"{self.url}/hub/api{path}", timeout=30, **kw)
+
+    def user(self, name: str) -> str:
+        name = f"{self.prefix}-{name}"
+        if name not in self.users:
+            r = self.api("POST", f"/users/{name}")
+            assert r.status_code in (201, 409), r.text
+            self.users.append(name)
+        return name
+
+    def start(self, name: str, options: dict | None = None, timeout: float = 180) -> list[dict]:
+        """Start a learner's server; return the progress events the spawn page saw."""
+        r = self.api("POST", f"/users/{name}/server", json=options or {})
+        assert r.status_code in (201, 202), r.text
+        events = []
+        with self.session.get(f"{self.url}/hub/api/users/{name}/server/progress",
+                              stream=True, timeout=timeout) as stream:
+            for line in stream.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    events.append(event)
+                    if event.get("ready") or event.get("failed"):
+                        break
+        self.wait_ready(name, timeout)
+        return events
+
+    def wait_ready(self, name: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.api("GET", f"/users/{name}").json().get("servers", {}).get("")
+            if server and server.get("ready"):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"{name}'s server not ready; hub log:\n" + self.log_tail())
+
+    def stop(self, name: str, timeout: float = 60) -> None:
+        r = self.api("DELETE", f"/users/{name}/server")
+        assert r.status_code in (202, 204, 400), r.text
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.api("GET", f"/users/{name}").json().get("servers"):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"{name}'s server did not stop")
+
+    def log_tail(self, n: int = 4000) -> str:
+        self.log.flush()
+        return (self.state / "hub.log").read_text()[-n:]
+
+    # -- the learner's server, through the proxy ---------------------------------------
+    def server(self, name: str, method: str, path: str, **kw) -> requests.Response:
+        return self.session.request(method, f"{self.url}/user/{name}/api{path}", timeout=30, **kw)
+
+    def run(self, name: str, code: str, timeout: float = 60) -> str:
+        """Run a cell in a fresh docker kernel of the learner's server; return its output."""
+        r = self.server(name, "POST", "/kernels", json={"name": "docker"})
+        assert r.status_code == 201, r.text
+        kernel = r.json()["id"]
+        try:
+            ws = websocket.create_connection(
+                f"ws://127.0.0.1:{self.port}/user/{name}/api/kernels/{kernel}/channels",
+                header=[f"Authorization: token {self.token}"], timeout=timeout)
+            try:
+                msg_id = uuid.uuid4().hex
+                ws.send(json.dumps({
+                    "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
+                               "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+                    "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                    "content": {"code": code, "silent": False, "store_history": True,
+                                "user_expressions": {}, "allow_stdin": False},
+                }))
+                out = ""
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    msg = json.loads(ws.recv())
+                    if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                        continue
+                    kind = msg["header"]["msg_type"]
+                    if kind == "stream":
+                        out += msg["content"]["text"]
+                    elif kind == "clear_output":
+                        out = ""
+                    elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                        return out
+                raise TimeoutError(code)
+            finally:
+                ws.close()
+        finally:
+            self.server(name, "DELETE", f"/kernels/{kernel}")
+
+    # -- teardown -------------------------------------------------------------------
+    def close(self) -> None:
+        for name in self.users:
+            try:
+                self.stop(name, timeout=30)
+            except Exception:
+                pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        client = docker.from_env()
+        try:
+            for name in self.users:
+                safe = safe_name(name)
+                for c in client.containers.list(all=True):
+                    if c.name in (f"jupyter-{safe}", f"whale-engine-{safe}", f"jupyter-{name}"):
+                        c.remove(force=True, v=True)
+                for v in client.volumes.list(filters={"name": f"whale-work-{name}"}):
+                    v.remove(force=True)
+                for n in client.networks.list(names=[f"whale-net-{safe}"]):
+                    n.remove()
+        finally:
+            client.close()
+
+
+def ensure_images() -> None:
+    images.ensure_site_images(only=["howtowhale/engine", "howtowhale/singleuser"])

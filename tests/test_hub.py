@@ -1,0 +1,121 @@
+"""The site as a whole, through a real JupyterHub and its proxy: learners, their own
+engines, their notebooks, and bring-your-own-engine on the spawn form."""
+from __future__ import annotations
+
+import io
+import ipaddress
+import re
+import zipfile
+
+import docker
+import pytest
+import requests
+
+from conftest import engine_id, start_engine
+from hub_fixtures import Hub, ensure_images
+from whale_hub.providers import safe_name
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory, host_docker):
+    ensure_images()
+    h = Hub(tmp_path_factory.mktemp("hub"))
+    yield h
+    h.close()
+
+
+def test_two_learners_get_their_own_engines(hub):
+    a, b = hub.user("alice"), hub.user("bob")
+    events = hub.start(a)
+    messages = [e.get("message", "") for e in events]
+    assert any("Creating your Docker engine" in m for m in messages), messages
+    assert any("Starting your notebook server" in m for m in messages), messages
+    hub.start(b)
+    id_a = hub.run(a, "docker info -f '{{.ID}}'").strip()
+    id_b = hub.run(b, "docker info -f '{{.ID}}'").strip()
+    assert id_a and id_b and id_a != id_b
+    # What A makes on their engine, B does not see.
+    hub.run(a, "docker volume create alice-only >/dev/null; docker network create alice-net >/dev/null")
+    assert "alice-only" in hub.run(a, "docker volume ls -q")
+    assert "alice-only" not in hub.run(b, "docker volume ls -q")
+    assert "alice-net" not in hub.run(b, "docker network ls --format '{{.Name}}'")
+    # B's server cannot even reach A's engine by name.
+    out = hub.run(b, f"DOCKER_HOST=tcp://whale-engine-{a}:2376 docker ps 2>&1; true")
+    assert "whale: cannot use your Docker engine" in out
+    # The lessons are there, and the kernel is the docker one.
+    listing = hub.server(a, "GET", "/contents/lessons").json()
+    assert listing["type"] == "directory"
+    specs = hub.server(a, "GET", "/kernelspecs").json()
+    assert "docker" in specs["kernelspecs"]
+
+
+def test_work_survives_stop_and_start(hub):
+    a = hub.user("alice")
+    if not hub.api("GET", f"/users/{a}").json().get("servers"):
+        hub.start(a)
+    nb = {"type": "notebook", "content": {"cells": [], "metadata": {}, "nbformat": 4,
+                                           "nbformat_minor": 5}}
+    assert hub.server(a, "PUT", "/contents/mine.ipynb", json=nb).status_code in (200, 201)
+    hub.run(a, "docker volume create kept-on-engine >/dev/null")
+    hub.stop(a)
+    hub.start(a)
+    assert hub.server(a, "GET", "/contents/mine.ipynb").status_code == 200
+    # The engine was stopped, not removed: what the learner made on it is still there.
+    assert "kept-on-engine" in hub.run(a, "docker volume ls -q")
+
+
+def _login(hub, name: str) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False
+    s.get(f"{hub.url}/hub/login", timeout=10)
+    r = s.post(f"{hub.url}/hub/login", data={"username": name, "password": "whale",
+                                             "_xsrf": s.cookies.get("_xsrf")}, timeout=10)
+    assert r.ok, r.text
+    return s
+
+
+def _spawn_form(s: requests.Session, hub, name: str, files=None, engine="byoc"):
+    page = s.get(f"{hub.url}/hub/spawn/{name}", timeout=10)
+    assert "My own Docker engine" in page.text
+    return s.post(f"{hub.url}/hub/spawn/{name}", data={"engine": engine, "_xsrf": s.cookies.get("_xsrf")},
+                  files=files, timeout=60, allow_redirects=False)
+
+
+def test_bring_your_own_engine_on_the_spawn_form(hub, tmp_path_factory, host_docker):
+    c = hub.user("carol")
+    s = _login(hub, c)
+    # A bad bundle is refused on the form, with what is wrong, not a 500.
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ca.pem", "not a certificate")
+        z.writestr("docker.env", "DOCKER_HOST=tcp://127.0.0.1:2376\nDOCKER_TLS_VERIFY=1\n")
+    bad = _spawn_form(s, hub, c, files={"bundle": ("bundle.zip", buf.getvalue())})
+    assert bad.status_code == 400, bad.text[-3000:]
+    assert re.search(r"cert\.pem|key\.pem", bad.text), bad.text[-2000:]
+    assert not hub.api("GET", f"/users/{c}").json().get("servers")
+    # A good one: an engine of the learner's own. It stands for a machine on the
+    # learner's network: a fixed address on the network their server joins.
+    # Docker picks a free subnet; it is then declared explicitly, as fixed addresses need.
+    probe = host_docker.networks.create(f"whale-net-{safe_name(c)}", driver="bridge")
+    subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
+    probe.remove()
+    net = host_docker.networks.create(
+        f"whale-net-{safe_name(c)}", driver="bridge",
+        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
+    own = start_engine("byoc", tmp_path_factory, host_docker, network=net.name,
+                       network_ip=str(subnet.network_address + 200))
+    try:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for f in ("ca.pem", "cert.pem", "key.pem", "docker.env"):
+                z.write(own.bundle_dir / f, f)
+        good = _spawn_form(s, hub, c, files={"bundle": ("bundle.zip", buf.getvalue())})
+        assert good.status_code == 302, good.text[-2000:]
+        hub.wait_ready(c)
+        assert hub.run(c, "docker info -f '{{.ID}}'").strip() == engine_id(own)
+        # The uploaded key is not in the hub's plain state.
+        user = hub.api("GET", f"/users/{c}").json()
+        assert "PRIVATE KEY" not in str(user)
+        hub.stop(c)
+    finally:
+        own.remove()

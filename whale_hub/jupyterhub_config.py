@@ -1,0 +1,90 @@
+"""JupyterHub configuration of the embedded default site (what `whale up` runs).
+
+Everything on one machine: the hub and its proxy on the host, each learner's server
+and sandbox engine as containers on the host's Docker engine. Settings come from the
+environment `whale up` prepares (see whale_hub/site.py):
+
+    WHALE_STATE            state directory (database, cookie secret, engines' TLS files)
+    WHALE_PORT             public port (8000)
+    WHALE_BIND_IP          public address (127.0.0.1; 0.0.0.0 for a classroom)
+    WHALE_HUB_CONNECT_IP   where containers reach the hub (the Docker bridge gateway)
+    WHALE_REGISTRY_MIRROR  lesson registry mirror for sandbox engines
+    WHALE_PROVIDER         sandbox | byoc | choice
+    WHALE_AUTH             native (sign-up with a password, the default) | dummy (tests)
+    WHALE_ADMIN_TOKEN      optional: an API token with admin scopes (tests, benchmarks)
+    JUPYTERHUB_CRYPT_KEY   key of the encrypted auth_state (uploaded bundles)
+
+For a public site, switch to an OAuth provider, e.g.:
+    c.JupyterHub.authenticator_class = "github"   # pip install oauthenticator
+    c.GitHubOAuthenticator.oauth_callback_url = "https://whale.example/hub/oauth_callback"
+"""
+import os
+import sys
+from pathlib import Path
+
+c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
+
+state = Path(os.environ.get("WHALE_STATE", Path.home() / ".whale"))
+hub_state = state / "hub"
+hub_state.mkdir(parents=True, exist_ok=True)
+os.chmod(hub_state, 0o700)
+
+c.JupyterHub.bind_url = (f"http://{os.environ.get('WHALE_BIND_IP', '127.0.0.1')}:"
+                         f"{os.environ.get('WHALE_PORT', '8000')}")
+c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{os.environ.get('WHALE_HUB_PORT', '8081')}"
+c.JupyterHub.hub_connect_url = (f"http://{os.environ.get('WHALE_HUB_CONNECT_IP', '172.17.0.1')}:"
+                                f"{os.environ.get('WHALE_HUB_PORT', '8081')}")
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('WHALE_PROXY_API_PORT', '8001')}"
+c.ConfigurableHTTPProxy.should_start = True
+c.JupyterHub.db_url = f"sqlite:///{hub_state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(hub_state / "cookie_secret")
+c.JupyterHub.pid_file = str(hub_state / "jupyterhub.pid")
+c.JupyterHub.cleanup_servers = False  # `whale down` keeps learners' servers' work
+# Answer "spawn started" at once so the spawn page shows the real progress events.
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
+
+# Learners' servers: the single-user image, wired to their own engine.
+c.JupyterHub.spawner_class = "whale"
+c.WhaleSpawner.provider = os.environ.get("WHALE_PROVIDER", "choice")
+c.WhaleSpawner.state_dir = str(hub_state / "engines")
+c.WhaleSpawner.registry_mirror = os.environ.get("WHALE_REGISTRY_MIRROR", "")
+c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "1") == "1"
+c.Spawner.http_timeout = 90
+c.Spawner.start_timeout = 180
+
+# Sign-in: a workshop works out of the box (learners sign up with a password of their
+# choosing); the encrypted auth_state holds uploaded bundles.
+auth = os.environ.get("WHALE_AUTH", "native")
+if auth == "dummy":
+    c.JupyterHub.authenticator_class = "dummy"
+    c.DummyAuthenticator.password = os.environ.get("WHALE_DUMMY_PASSWORD", "whale")
+else:
+    c.JupyterHub.authenticator_class = "native"
+    c.NativeAuthenticator.open_signup = True
+    c.NativeAuthenticator.minimum_password_length = 8
+    c.NativeAuthenticator.check_common_password = True
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = set(filter(None, os.environ.get("WHALE_ADMINS", "").split(",")))
+c.Authenticator.enable_auth_state = bool(os.environ.get("JUPYTERHUB_CRYPT_KEY"))
+
+# The idle culler runs as a hub service: servers idle for an hour are stopped
+# (their engines are stopped too; work is kept).
+c.JupyterHub.services = [{
+    "name": "idle-culler",
+    "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                f"--timeout={os.environ.get('WHALE_IDLE_TIMEOUT', '3600')}"],
+}]
+c.JupyterHub.load_roles = [{
+    "name": "idle-culler",
+    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    "services": ["idle-culler"],
+}]
+token = os.environ.get("WHALE_ADMIN_TOKEN")
+if token:
+    c.JupyterHub.services.append({"name": "whale-admin", "api_token": token})
+    c.JupyterHub.load_roles.append({
+        "name": "whale-admin",
+        "scopes": ["admin:users", "admin:servers", "access:servers", "read:users",
+                   "admin:auth_state"],
+        "services": ["whale-admin"],
+    })

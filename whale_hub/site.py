@@ -1,0 +1,107 @@
+"""The embedded default site: everything on this machine (`whale up` / `whale down`).
+
+`up` builds the images that are missing, starts the lesson registry mirror, and runs
+JupyterHub (which starts configurable-http-proxy) with whale_hub/jupyterhub_config.py
+in the foreground. `down` stops the hub, learners' servers and their engines, keeping
+learners' work (volumes) and engines' data.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+
+from . import images
+from .registry import bridge_gateway
+from .sandbox import LABEL
+
+CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("WHALE_STATE", Path.home() / ".whale"))
+
+
+def crypt_key(state: Path) -> str:
+    """The auth_state encryption key, made once and kept 0600 beside the hub's state."""
+    path = state / "hub" / "crypt_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def hub_env(port: int = 8000, bind_ip: str = "127.0.0.1", mirror_url: str = "",
+            provider: str = "choice") -> dict[str, str]:
+    state = state_dir()
+    gateway = bridge_gateway()
+    return dict(os.environ, WHALE_STATE=str(state), WHALE_PORT=str(port),
+                WHALE_BIND_IP=bind_ip, WHALE_HUB_CONNECT_IP=gateway,
+                WHALE_REGISTRY_MIRROR=mirror_url, WHALE_PROVIDER=provider,
+                JUPYTERHUB_CRYPT_KEY=os.environ.get("JUPYTERHUB_CRYPT_KEY") or crypt_key(state))
+
+
+def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
+       mirror_url: str | None = None) -> int:
+    """Start the site and serve it until interrupted."""
+    if shutil.which("configurable-http-proxy") is None:
+        print("whale: installing configurable-http-proxy from npm ...", flush=True)
+        subprocess.run(["npm", "install", "-g", "--silent", "configurable-http-proxy@5"], check=True)
+    print("whale: building missing images ...", flush=True)
+    images.ensure_site_images()
+    if mirror_url is None:
+        mirror_url = _start_mirror()
+    env = hub_env(port, bind_ip, mirror_url or "", provider)
+    hub_dir = state_dir() / "hub"
+    host = "localhost" if bind_ip in ("127.0.0.1", "0.0.0.0") else bind_ip
+    print(f"whale: the site is at http://{host}:{port}  (sign up, then sign in)", flush=True)
+    return subprocess.call([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
+                           cwd=hub_dir, env=env)
+
+
+def _start_mirror() -> str:
+    try:
+        from . import lessons
+    except ImportError:
+        return ""
+    print("whale: starting the lesson registry mirror ...", flush=True)
+    return lessons.default_mirror().url
+
+
+def down() -> int:
+    """Stop the hub, learners' servers and engines; keep every learner's work."""
+    pid_file = state_dir() / "hub" / "jupyterhub.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            time.sleep(1)
+        except (ValueError, ProcessLookupError):
+            pass
+    client = docker.from_env()
+    try:
+        stopped = 0
+        for c in client.containers.list(filters={"ancestor": "howtowhale/singleuser"}):
+            c.stop(timeout=10)
+            stopped += 1
+        for c in client.containers.list(filters={"label": f"{LABEL}=engine"}):
+            c.stop(timeout=10)
+            stopped += 1
+    finally:
+        client.close()
+    try:
+        from .registry import RegistryMirror
+        RegistryMirror(state_dir() / "registry").stop()
+    except ImportError:
+        pass
+    print(f"whale: stopped the site ({stopped} containers); learners' work is kept")
+    return 0
