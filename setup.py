@@ -1,5 +1,19 @@
 """How to Whale: learn Docker in the browser, with nothing to install."""
+import os
+
 from setuptools import find_packages, setup
+
+# The status indicator, prebuilt from labextension/ (npm run build; scripts/bootstrap.sh
+# does it) into whale_extension/labextension/, is shipped as-is: pip needs no node.
+LABEXTENSION = "whale_extension/labextension"
+LABEXTENSION_DEST = "share/jupyter/labextensions/@howtowhale/whale-indicator"
+
+
+def labextension_files():
+    return [(os.path.join(LABEXTENSION_DEST, os.path.relpath(root, LABEXTENSION)).rstrip("/."),
+             [os.path.join(root, name) for name in sorted(names)])
+            for root, _dirs, names in sorted(os.walk(LABEXTENSION)) if names]
+
 
 setup(
     name="howtowhale",
@@ -10,15 +24,19 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["whale_kernel", "whale_kernel.*", "whale_extension",
                                     "whale_extension.*", "whale_hub", "whale_hub.*"]),
-    package_data={"whale_kernel": ["kernelspec/*"]},
+    package_data={"whale_kernel": ["kernelspec/*"],
+                  "whale_extension": ["rest-api.md"]},
     data_files=[
         ("share/jupyter/kernels/docker", ["whale_kernel/kernelspec/kernel.json",
                                           "whale_kernel/kernelspec/logo-64x64.png"]),
+        ("etc/jupyter/jupyter_server_config.d",
+         ["jupyter-config/jupyter_server_config.d/whale_extension.json"]),
+        *labextension_files(),
     ],
     install_requires=[
         "bash_kernel==0.10.0",
-        "ipykernel>=6.20",
         "jupyter_client>=8",
+        "pyzmq>=25",
         "pexpect>=4.8",
         "cryptography>=41",
         "docker>=7",
@@ -27,8 +45,14 @@ setup(
         "nbformat>=5",
     ],
     extras_require={
-        "test": ["pytest>=8", "wheel", "setuptools", "pytest-timeout", "pytest-jupyter[server]>=0.7", "nbval>=0.11"],
+        # The hub side (whale up, the spawner); the single-user image does not need it.
+        "hub": ["jupyterhub>=5", "dockerspawner>=13", "jupyterhub-nativeauthenticator>=1.2",
+                "jupyterhub-idle-culler>=1.2"],
+        "test": ["pytest>=8", "wheel", "setuptools", "pytest-timeout", "pytest-jupyter[server]>=0.7", "nbval>=0.11",
+                 "selenium>=4.10"],
     },
-    entry_points={"console_scripts": ["whale = whale_hub.cli:main"]},
+    entry_points={"jupyterhub.spawners": ["whale = whale_hub.spawner:WhaleSpawner"],
+                  "console_scripts": ["whale = whale_hub.cli:main",
+                                    "whale-check = whale_hub.check:main"]},
     classifiers=["Framework :: Jupyter", "Programming Language :: Python :: 3"],
 )

@@ -56,7 +56,7 @@ class Kernel:
             try:
                 msg = self.kc.get_iopub_msg(timeout=60)
             except queue.Empty:
-                raise TimeoutError(code)
+                raise TimeoutError(code) from None
             if (msg["parent_header"].get("msg_id") == msg_id and msg["header"]["msg_type"] == "status"
                     and msg["content"]["execution_state"] == "idle"):
                 break

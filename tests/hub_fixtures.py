@@ -30,7 +30,8 @@ CONFIG = Path(__file__).resolve().parent.parent / "whale_hub" / "jupyterhub_conf
 class Hub:
     """A running hub: REST helpers, and code execution in a learner's kernel."""
 
-    def __init__(self, state: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, state: Path, extra_env: dict[str, str] | None = None,
+                 config: Path | None = None):
         self.state = state
         self.token = secrets.token_hex(16)
         self.port = free_port()
@@ -42,11 +43,11 @@ class Hub:
                    WHALE_PROXY_API_PORT=str(free_port()),
                    WHALE_HUB_CONNECT_IP=bridge_gateway(), WHALE_AUTH="dummy",
                    WHALE_ADMIN_TOKEN=self.token, WHALE_PROVIDER="choice", WHALE_SWARM="0",
-                   WHALE_IDLE_TIMEOUT="3600", JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32),
-                   **(extra_env or {}))
+                   WHALE_IDLE_TIMEOUT="3600", JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32))
+        env.update(extra_env or {})
         self.log = open(state / "hub.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)], cwd=state, env=env,
+            [sys.executable, "-m", "jupyterhub", "-f", str(config or CONFIG)], cwd=state, env=env,
             stdout=self.log, stderr=subprocess.STDOUT)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {self.token}"

@@ -138,7 +138,7 @@ class SandboxEngine:
         """Reuse this engine if it exists (starting it if stopped), else create it."""
         try:
             self.container = self.host.containers.get(self.name)
-            bundle = CredentialBundle.load(self.bundle_dir)
+            CredentialBundle.load(self.bundle_dir)
         except (NotFound, BundleError):
             return self.start(timeout)
         self.port = int(self.container.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"])

@@ -54,10 +54,8 @@ def explain_engine_error(line: str, docker_host: str | None = None) -> str | Non
         return ("whale: no Docker engine is set up for you yet: no credentials bundle is "
                 "installed. Upload one (Carina zip or `docker context export`), or ask "
                 "your instructor.")
-    for pattern, why in _CAUSES:
-        if pattern.search(line):
-            break
-    else:
+    why = next((cause for pattern, cause in _CAUSES if pattern.search(line)), None)
+    if why is None:
         if "Cannot connect to the Docker daemon" not in line:
             return None
         why = "the engine is not answering (it is stopped, or nothing listens there)"

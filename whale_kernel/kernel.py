@@ -238,7 +238,8 @@ class DockerKernel(KernelServer):
         elif first and "/" not in word:
             cmd = f"compgen -abc -A function -- {q}"
         else:
-            cmd = f"compgen -o dirnames -f -- {q} | while read -r f; do [[ -d $f ]] && f=$f/; echo \"$f\"; done"
+            cmd = (f"compgen -o dirnames -f -- {q} | "
+                   'while read -r f; do [[ -d $f ]] && f=$f/; echo "$f"; done')
         try:
             out = self.bash.capture(cmd, timeout=2)
         except Exception:

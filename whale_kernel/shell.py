@@ -143,7 +143,8 @@ class BashSession:
         while True:
             try:
                 try:
-                    chunk = child.read_nonblocking(65536, timeout=0.05 if (pending or eof_ladder or ladder_start) else idle_check)
+                    busy = pending or eof_ladder or ladder_start is not None
+                    chunk = child.read_nonblocking(65536, timeout=0.05 if busy else idle_check)
                 except pexpect.TIMEOUT:
                     chunk = ""
                 except pexpect.EOF:

@@ -1,0 +1,142 @@
+"""Spawn time and idle memory per learner: the site vs plain DockerSpawner + bash_kernel.
+
+    python benchmarks/spawn.py [--learners N]
+
+Two real hubs run in the same process, one after the other on the same machine:
+- "whale": this site's config (WhaleSpawner, a fresh sandbox engine per learner);
+- "plain": DockerSpawner with a single-user image holding only JupyterHub, Notebook
+  and bash_kernel, and no engine at all (the baseline).
+For each learner it measures the time from "start server" (REST) to the server
+answering through the proxy, then the idle memory of what the learner costs (server
+container + engine container, with one kernel running).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+from hub_fixtures import Hub  # noqa: E402
+from whale_hub import images  # noqa: E402
+from whale_hub.providers import safe_name  # noqa: E402
+
+PLAIN_IMAGE = "howtowhale/bench-plain"
+PLAIN_DOCKERFILE = """
+FROM debian:bookworm-slim
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends python3 python3-venv \\
+ && rm -rf /var/lib/apt/lists/*
+COPY wheelhouse /tmp/wheelhouse
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -q --no-index \\
+      --find-links /tmp/wheelhouse jupyterhub notebook bash_kernel \\
+ && /opt/venv/bin/python -m bash_kernel.install --sys-prefix && rm -rf /tmp/wheelhouse
+ENV PATH=/opt/venv/bin:$PATH
+RUN useradd -m -u 1000 jovyan
+USER jovyan
+WORKDIR /home/jovyan
+CMD ["jupyterhub-singleuser"]
+"""
+PLAIN_CONFIG = """
+c = get_config()
+exec(open({site!r}).read())
+c.JupyterHub.spawner_class = "docker"
+c.DockerSpawner.image = {image!r}
+c.DockerSpawner.remove = True
+c.DockerSpawner.network_name = "bridge"
+c.DockerSpawner.use_internal_ip = True
+"""
+
+
+def build_plain() -> None:
+    images.ensure_site_images()  # also fills the wheelhouse
+    if images.image_exists(PLAIN_IMAGE):
+        return
+    with tempfile.TemporaryDirectory() as ctx:
+        (Path(ctx) / "Dockerfile").write_text(PLAIN_DOCKERFILE)
+        shutil.copytree(images.WHEELHOUSE, Path(ctx) / "wheelhouse")
+        subprocess.run(["docker", "build", "-q", "-t", PLAIN_IMAGE, ctx], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def memory_mib(client: docker.DockerClient, name: str) -> float:
+    try:
+        stats = client.containers.get(name).stats(stream=False)
+    except docker.errors.NotFound:
+        return 0.0
+    mem = stats["memory_stats"]
+    cache = mem.get("stats", {}).get("cache", 0) or mem.get("stats", {}).get("inactive_file", 0)
+    return (mem.get("usage", 0) - cache) / 2**20
+
+
+def measure(hub: Hub, learners: int, label: str) -> dict:
+    client = docker.from_env()
+    times, mems = [], []
+    names = [hub.user(f"{label}{i}") for i in range(learners)]
+    try:
+        for name in names:
+            t0 = time.perf_counter()
+            r = hub.api("POST", f"/users/{name}/server", json={})
+            assert r.status_code in (201, 202), r.text
+            while True:
+                try:
+                    if hub.server(name, "GET", "/status").status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.05)
+            times.append(time.perf_counter() - t0)
+        for name in names:  # one kernel each, then idle
+            kernel = "docker" if label == "whale" else "bash"
+            assert hub.server(name, "POST", "/kernels", json={"name": kernel}).status_code == 201
+        time.sleep(10)
+        for name in names:
+            safe = safe_name(name)
+            mems.append(memory_mib(client, f"jupyter-{name}") +
+                        memory_mib(client, f"whale-engine-{safe}"))
+    finally:
+        client.close()
+    return {"times": times, "mems": mems}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--learners", type=int, default=5)
+    args = ap.parse_args()
+    build_plain()
+    results = {}
+    for label in ("plain", "whale"):
+        state = Path(tempfile.mkdtemp(prefix=f"whale-spawn-{label}-"))
+        cfg = None
+        if label == "plain":
+            cfg = state / "plain_config.py"
+            cfg.write_text(PLAIN_CONFIG.format(site=str(ROOT / "whale_hub" / "jupyterhub_config.py"),
+                                               image=PLAIN_IMAGE))
+        hub = Hub(state, extra_env={"WHALE_PROVIDER": "sandbox"}, config=cfg)
+        try:
+            results[label] = measure(hub, args.learners, label)
+        finally:
+            hub.close()
+    print(f"{args.learners} learners, started one after another\n")
+    print(f"{'':<8}{'spawn median':>14}{'spawn max':>12}{'idle MiB/learner':>18}")
+    for label, r in results.items():
+        print(f"{label:<8}{statistics.median(r['times']):>12.2f} s{max(r['times']):>10.2f} s"
+              f"{statistics.median(r['mems']):>16.0f}")
+    w, p = results["whale"], results["plain"]
+    ratio = statistics.median(w["times"]) / statistics.median(p["times"])
+    print(f"\nratio whale/plain: spawn median {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
