@@ -46,7 +46,7 @@ setup(
     ],
     extras_require={
         # The hub side (whale up, the spawner); the single-user image does not need it.
-        "hub": ["jupyterhub>=5", "dockerspawner>=13", "jupyterhub-nativeauthenticator>=1.2",
+        "hub": ["jupyterhub>=5", "dockerspawner>=13", "jupyterhub-firstuseauthenticator>=1.1",
                 "jupyterhub-idle-culler>=1.2"],
         "test": ["pytest>=8", "wheel", "setuptools", "pytest-timeout", "pytest-jupyter[server]>=0.7", "nbval>=0.11",
                  "selenium>=4.10"],

@@ -10,7 +10,8 @@ environment `whale up` prepares (see whale_hub/site.py):
     WHALE_HUB_CONNECT_IP   where containers reach the hub (the Docker bridge gateway)
     WHALE_REGISTRY_MIRROR  lesson registry mirror for sandbox engines
     WHALE_PROVIDER         sandbox | byoc | choice
-    WHALE_AUTH             native (sign-up with a password, the default) | dummy (tests)
+    WHALE_AUTH             firstuse (the default: the first sign-in with a new name sets
+                           its password) | dummy (a shared password, for tests)
     WHALE_ADMIN_TOKEN      optional: an API token with admin scopes (tests, benchmarks)
     JUPYTERHUB_CRYPT_KEY   key of the encrypted auth_state (uploaded bundles)
 
@@ -54,15 +55,17 @@ c.Spawner.start_timeout = 180
 
 # Sign-in: a workshop works out of the box (learners sign up with a password of their
 # choosing); the encrypted auth_state holds uploaded bundles.
-auth = os.environ.get("WHALE_AUTH", "native")
+auth = os.environ.get("WHALE_AUTH", "firstuse")
 if auth == "dummy":
     c.JupyterHub.authenticator_class = "dummy"
     c.DummyAuthenticator.password = os.environ.get("WHALE_DUMMY_PASSWORD", "whale")
 else:
-    c.JupyterHub.authenticator_class = "native"
-    c.NativeAuthenticator.open_signup = True
-    c.NativeAuthenticator.minimum_password_length = 8
-    c.NativeAuthenticator.check_common_password = True
+    # First use: the first sign-in with a new name creates that learner with the
+    # password given (a learner can change it at /hub/auth/change-password).
+    c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
+    c.FirstUseAuthenticator.create_users = True
+    c.FirstUseAuthenticator.min_password_length = 8
+    c.FirstUseAuthenticator.dbm_path = str(hub_state / "passwords.dbm")
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = set(filter(None, os.environ.get("WHALE_ADMINS", "").split(",")))
 c.Authenticator.enable_auth_state = bool(os.environ.get("JUPYTERHUB_CRYPT_KEY"))

@@ -57,13 +57,26 @@ class SandboxProvider:
         )
 
     def provision(self) -> Path:
-        """Create or restart the learner's engine; return its bundle directory (blocking)."""
+        """Create or restart the learner's engine without waiting for it to answer;
+        return its bundle directory (blocking)."""
         host = docker.from_env(timeout=60)
         try:
             engine = self.engine(host)
-            engine.ensure(timeout=self.spawner.engine_start_timeout)
+            engine.ensure(wait=False)
             give_to(engine.bundle_dir, self.spawner.learner_uid)
             return engine.bundle_dir
+        finally:
+            host.close()
+
+    def wait_ready(self) -> None:
+        """Wait until the learner's engine answers over TLS (blocking)."""
+        host = docker.from_env(timeout=60)
+        try:
+            engine = self.engine(host)
+            engine.container = host.containers.get(self.name)
+            engine.port = int(engine.container.attrs["HostConfig"]["PortBindings"]
+                              ["2376/tcp"][0]["HostPort"])
+            engine.wait_ready(timeout=self.spawner.engine_start_timeout)
         finally:
             host.close()
 

@@ -91,8 +91,9 @@ class SandboxEngine:
             return f"tcp://{self.network_ip}:2376"
         return f"tcp://{self.name}:2376" if self.network else self.docker_host
 
-    def start(self, timeout: float = 30.0) -> CredentialBundle:
-        """Create certificates, start the engine and wait until it answers over TLS."""
+    def start(self, timeout: float = 30.0, wait: bool = True) -> CredentialBundle | None:
+        """Create certificates, start the engine and (unless wait=False) wait until it
+        answers over TLS."""
         self._remove_container()
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -132,19 +133,19 @@ class SandboxEngine:
         api.start(created["Id"])
         self.container = self.host.containers.get(created["Id"])
         write_client_bundle(self.bundle_dir, ca, client, self.learner_host)
-        return self.wait_ready(timeout)
+        return self.wait_ready(timeout) if wait else None
 
-    def ensure(self, timeout: float = 30.0) -> CredentialBundle:
+    def ensure(self, timeout: float = 30.0, wait: bool = True) -> CredentialBundle | None:
         """Reuse this engine if it exists (starting it if stopped), else create it."""
         try:
             self.container = self.host.containers.get(self.name)
             CredentialBundle.load(self.bundle_dir)
         except (NotFound, BundleError):
-            return self.start(timeout)
+            return self.start(timeout, wait)
         self.port = int(self.container.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"])
         if self.container.status != "running":
             self.container.start()
-        return self.wait_ready(timeout)
+        return self.wait_ready(timeout) if wait else None
 
     def wait_ready(self, timeout: float = 30.0) -> CredentialBundle:
         """Wait until the engine answers a TLS ping (and Swarm is active, if asked)."""

@@ -232,16 +232,27 @@ class WhaleSpawner(DockerSpawner):
                 await in_thread(ByocProvider.validate, archive, self.byoc_ping_timeout,
                                 timeout=self.byoc_ping_timeout + 10)
                 await self._ensure_network()
+                engine_ready = None
             else:
                 self._emit(10, "Creating your Docker engine")
-                bundle_dir = await in_thread(SandboxProvider(self).provision,
-                                             timeout=self.engine_start_timeout + 60)
-            self._emit(50, "Your Docker engine is ready")
+                provider = SandboxProvider(self)
+                bundle_dir = await in_thread(provider.provision, timeout=120)
+                # The engine boots while the notebook server starts: the server needs
+                # its credentials at once, but the engine only at the first cell.
+                engine_ready = asyncio.ensure_future(
+                    in_thread(provider.wait_ready, timeout=self.engine_start_timeout + 10))
             self.volumes = dict(self.volumes)
             self.volumes[str(bundle_dir)] = {"bind": BUNDLE_MOUNT, "mode": "ro"}
-            self._emit(60, "Starting your notebook server")
-            result = await super().start()
-            self._emit(90, "Waiting for your notebook server to answer")
+            self._emit(40, "Starting your notebook server")
+            try:
+                result = await super().start()
+            except BaseException:
+                if engine_ready is not None:
+                    engine_ready.cancel()
+                raise
+            if engine_ready is not None:
+                await engine_ready
+            self._emit(80, "Your Docker engine is ready; waiting for your notebook server")
             return result
         except BundleError as exc:
             self._emit(100, f"Your Docker engine could not be used: {exc}")
