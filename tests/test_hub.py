@@ -119,3 +119,22 @@ def test_bring_your_own_engine_on_the_spawn_form(hub, tmp_path_factory, host_doc
         hub.stop(c)
     finally:
         own.remove()
+
+
+def test_deleted_learners_leave_nothing_behind(hub, host_docker):
+    from whale_hub.janitor import hub_users, sweep
+
+    e = hub.user("erin")
+    hub.start(e)
+    engine = f"whale-engine-{safe_name(e)}"
+    assert host_docker.containers.get(engine).status == "running"
+    assert hub.api("DELETE", f"/users/{e}").status_code == 204
+    hub.users.remove(e)
+    users = hub_users(f"{hub.url}/hub/api", hub.token)
+    assert e not in users and hub.user("alice") in users
+    removed = sweep(users, str(hub.state / "hub" / "engines"))
+    assert engine in removed
+    assert not host_docker.containers.list(all=True, filters={"name": engine})
+    assert not host_docker.networks.list(names=[f"whale-net-{safe_name(e)}"])
+    # Other learners' engines are untouched.
+    assert host_docker.containers.list(all=True, filters={"name": f"whale-engine-{safe_name(hub.user('alice'))}"})

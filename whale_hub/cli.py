@@ -1,8 +1,11 @@
 """The `whale` command: run the site on this machine, and the tools around it.
 
-    whale up        start everything on this machine and serve http://localhost:8000
+    whale up        start the site on this machine: http://localhost:8000 (JupyterHub,
+                    a notebook server and a Docker engine of their own per learner)
     whale down      stop it (learners' work and engines' data are kept)
+    whale notebook  just one notebook server with your own engine, no hub (authors)
     whale images    build the images that are missing (--force: all)
+    whale lesson    write and test lessons: new "Title", test [NAME...], record NAME...
 """
 from __future__ import annotations
 
@@ -13,23 +16,29 @@ from pathlib import Path
 
 from whale_kernel.credentials import default_store
 
-from . import images
+from . import images, lessons, site
 from .sandbox import SandboxEngine
 
 STATE = Path(os.environ.get("WHALE_STATE", Path.home() / ".whale"))
 LOCAL_ENGINE = "whale-local-engine"
 
 
-def _local_engine() -> SandboxEngine:
-    return SandboxEngine(LOCAL_ENGINE, STATE / "local-engine",
+def _local_engine(registry_mirror: str | None = None) -> SandboxEngine:
+    return SandboxEngine(LOCAL_ENGINE, STATE / "local-engine", registry_mirror=registry_mirror,
                          labels={"org.howtowhale.owner": "local"})
 
 
 def cmd_up(args) -> int:
-    images.ensure_site_images()
-    engine = _local_engine()
+    return site.up(port=args.port, bind_ip=args.ip, provider=args.provider)
+
+
+def cmd_notebook(args) -> int:
+    images.ensure_site_images(only=["howtowhale/engine"])
+    print("whale: starting the lesson registry mirror ...", flush=True)
+    mirror = lessons.default_mirror()
+    engine = _local_engine(registry_mirror=mirror.url)
     print("whale: starting your Docker engine (TLS only) ...", flush=True)
-    bundle = engine.start()
+    bundle = engine.ensure()
     store = default_store()
     store.install_directory(engine.bundle_dir)
     env = dict(os.environ, **bundle.env)
@@ -51,12 +60,10 @@ def cmd_down(args) -> int:
     engine = _local_engine()
     try:
         engine.container = engine.host.containers.get(LOCAL_ENGINE)
+        engine.stop()
     except Exception:
-        print("whale: nothing is running")
-        return 0
-    engine.stop()
-    print("whale: stopped (notebooks and engine data are kept)")
-    return 0
+        pass
+    return site.down()
 
 
 def cmd_images(args) -> int:
@@ -71,13 +78,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the site on this machine")
     up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--ip", default="127.0.0.1")
+    up.add_argument("--ip", default="127.0.0.1",
+                    help="address to serve on (0.0.0.0 for a classroom on your network)")
+    up.add_argument("--provider", default="choice", choices=["sandbox", "byoc", "choice"],
+                    help="learners' engines: hosted here, their own, or their choice")
     up.set_defaults(func=cmd_up)
+    nb = sub.add_parser("notebook", help="one notebook server with your own engine, no hub")
+    nb.add_argument("--port", type=int, default=8888)
+    nb.add_argument("--ip", default="127.0.0.1")
+    nb.set_defaults(func=cmd_notebook)
     sub.add_parser("down", help="stop the site, keeping all work").set_defaults(func=cmd_down)
     im = sub.add_parser("images", help="build missing images")
     im.add_argument("--force", action="store_true", help="rebuild all")
     im.add_argument("--extra-ca", help="PEM file of an extra CA for builds behind a TLS proxy")
     im.set_defaults(func=cmd_images)
+    lessons.add_arguments(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -77,10 +77,20 @@ c.JupyterHub.services = [{
     "command": [sys.executable, "-m", "jupyterhub_idle_culler",
                 f"--timeout={os.environ.get('WHALE_IDLE_TIMEOUT', '3600')}"],
 }]
+# The janitor removes engines, networks and bundles of learners who were deleted.
+c.JupyterHub.services.append({
+    "name": "whale-janitor",
+    "command": [sys.executable, "-m", "whale_hub.janitor",
+                f"--state-dir={hub_state / 'engines'}"],
+})
 c.JupyterHub.load_roles = [{
     "name": "idle-culler",
     "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
     "services": ["idle-culler"],
+}, {
+    "name": "whale-janitor",
+    "scopes": ["list:users"],
+    "services": ["whale-janitor"],
 }]
 token = os.environ.get("WHALE_ADMIN_TOKEN")
 if token:

@@ -140,6 +140,9 @@ class SandboxEngine:
         try:
             self.container = self.host.containers.get(self.name)
             CredentialBundle.load(self.bundle_dir)
+            env = dict(e.split("=", 1) for e in self.container.attrs["Config"]["Env"] or [])
+            if env.get("WHALE_REGISTRY_MIRROR", "") != (self.registry_mirror or ""):
+                raise BundleError("stale", "engine made with another registry mirror")
         except (NotFound, BundleError):
             return self.start(timeout, wait)
         self.port = int(self.container.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"])

@@ -78,15 +78,30 @@ def _start_mirror() -> str:
     return lessons.default_mirror().url
 
 
+def _terminate(pid_file: Path, grace: float = 30) -> None:
+    """SIGTERM the process a pid file names; SIGKILL it if it is still there after grace."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def down() -> int:
     """Stop the hub, learners' servers and engines; keep every learner's work."""
-    pid_file = state_dir() / "hub" / "jupyterhub.pid"
-    if pid_file.exists():
-        try:
-            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-            time.sleep(1)
-        except (ValueError, ProcessLookupError):
-            pass
+    for name in ("jupyterhub.pid", "jupyterhub-proxy.pid"):
+        _terminate(state_dir() / "hub" / name)
     client = docker.from_env()
     try:
         stopped = 0

@@ -1,0 +1,50 @@
+"""Fixtures for the lesson tests: a registry mirror of our own, engines that use it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from whale_hub.registry import RegistryMirror
+from whale_hub.sandbox import free_port
+
+from conftest import start_engine
+
+
+@pytest.fixture(scope="session")
+def lesson_mirror(engine_image, host_docker, tmp_path_factory):
+    """A registry mirror on a free port of the bridge gateway, seeded with every lesson image."""
+    mirror = RegistryMirror(tmp_path_factory.mktemp("mirror"), port=0, host=host_docker)
+    mirror.start()
+    mirror.seed()
+    yield mirror
+    mirror.stop()
+
+
+@pytest.fixture
+def mirrored_engine(lesson_mirror, host_docker, tmp_path_factory):
+    """A fresh TLS engine (no images) whose registry mirror is `lesson_mirror`."""
+    engine = start_engine("mirrored", tmp_path_factory, host_docker,
+                          registry_mirror=lesson_mirror.url)
+    yield engine
+    engine.remove()
+
+
+@pytest.fixture(scope="session")
+def whale_cli(engine_image, tmp_path_factory):
+    """Run the `whale` command with a state directory and mirror port of this session's own.
+
+    Returns run(*args) -> CompletedProcess (stdout and stderr together, as text).
+    """
+    state = tmp_path_factory.mktemp("whale-state")
+    env = dict(os.environ, WHALE_STATE=str(state), WHALE_REGISTRY_PORT=str(free_port()))
+
+    def run(*args, timeout=900):
+        return subprocess.run([sys.executable, "-m", "whale_hub.cli", *args], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    yield run
+    RegistryMirror(state / "registry", address="127.0.0.1").stop()
+

@@ -1,0 +1,223 @@
+"""The curriculum: structure, the registry mirror, checks, and every lesson under nbval.
+
+Everything here runs against real engines (TLS sandbox engines on the host engine),
+a real `docker-registry` process, the real `whale` command and real nbval.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import nbformat
+import pytest
+
+from whale_hub import lessons
+from whale_hub.check import CHECKS
+from whale_hub.images import lesson_image_names
+from whale_kernel.credentials import CredentialBundle
+
+from lesson_fixtures import lesson_mirror, mirrored_engine, whale_cli  # noqa: F401
+
+LESSONS = lessons.lesson_paths()
+TOPICS = ["first-container", "lifecycle", "ports", "dockerfile", "volumes", "networks",
+          "compose", "swarm"]
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def text_of(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []))
+
+
+def exercises(nb):
+    """(check-before, solution, check-after) cells of each exercise in a notebook."""
+    cells = code_cells(nb)
+    found = []
+    for i, cell in enumerate(cells):
+        if "solution" in lessons.cell_tags(cell):
+            before = next(c for c in reversed(cells[:i]) if "check" in lessons.cell_tags(c))
+            after = next(c for c in cells[i + 1:] if "check" in lessons.cell_tags(c))
+            found.append((before, cell, after))
+    return found
+
+
+# -- structure (no engine) -------------------------------------------------------------------
+def test_at_least_eight_lessons_in_curriculum_order():
+    assert len(LESSONS) >= 8
+    numbers = [int(p.name[:2]) for p in LESSONS]
+    assert numbers == list(range(1, len(LESSONS) + 1))
+    used = [re.search(r"whale-check (\S+)", c.source).group(1)
+            for p in LESSONS for c in code_cells(nbformat.read(p, 4))
+            if "check" in lessons.cell_tags(c)]
+    assert [t for t in TOPICS if t in used] == TOPICS  # every topic of the issue, in order
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_structure(path):
+    """House structure: docker kernel, objectives, exercises with checks, a cleanup."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "docker"
+    meta = lessons.lesson_meta(nb)
+    assert meta["lesson"] == int(path.name[:2]) and meta["title"]
+    assert "In this lesson you will" in nb.cells[0].source
+    cells = code_cells(nb)
+    assert "cleanup" in lessons.cell_tags(cells[-1]) or "cleanup" in lessons.cell_tags(cells[-2])
+    found = exercises(nb)
+    assert found, "a lesson has at least one exercise"
+    for before, solution, after in found:
+        name = before.source.split()[1]
+        assert name in CHECKS and after.source == before.source
+        # The check is stored failing before the solution and passing after it; nbval
+        # compares these outputs, so the lesson run shows the check does both.
+        assert "raises-exception" in lessons.cell_tags(before)
+        assert "nbval-ignore-output" not in lessons.cell_tags(before) | lessons.cell_tags(after)
+        assert text_of(before).startswith("✘ Not yet:"), text_of(before)
+        assert text_of(after).startswith("✔ Well done:"), text_of(after)
+        assert solution.metadata.get("jupyter", {}).get("source_hidden") is True
+    # Every cell that ran has stored outputs to compare (recorded with `whale lesson record`).
+    assert all(c.execution_count for c in cells)
+
+
+def test_lesson_new_scaffolds_the_house_structure(tmp_path):
+    first = lessons.new_lesson("Hello Volumes!", directory=tmp_path)
+    second = lessons.new_lesson("Second one", directory=tmp_path, swarm=True)
+    assert first.name == "01-hello-volumes.ipynb" and second.name == "02-second-one.ipynb"
+    nb = nbformat.read(second, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "docker"
+    assert lessons.lesson_meta(nb) == {"lesson": 2, "title": "Second one", "swarm": True}
+    tags = [lessons.cell_tags(c) for c in code_cells(nb)]
+    assert {"check", "raises-exception"} in tags and {"solution"} in tags and {"cleanup"} in tags
+    with pytest.raises(LookupError):
+        lessons.find_lessons(["nope"], directory=tmp_path)
+    assert lessons.find_lessons(["2"], directory=tmp_path) == [second]
+
+
+# -- the registry mirror ------------------------------------------------------------------------
+def test_mirror_holds_every_lesson_image(lesson_mirror):
+    assert sorted(lesson_mirror.catalog()) == [f"library/{n}" for n in lesson_image_names()]
+    assert lesson_mirror.seed() == []  # unchanged images are not pushed again
+
+
+def test_mirror_can_be_a_pull_through_cache(tmp_path):
+    """With an upstream, the same registry caches it (not started here: no internet)."""
+    from whale_hub.registry import RegistryMirror
+    mirror = RegistryMirror(tmp_path, address="127.0.0.1", port=5999,
+                            upstream="https://registry-1.docker.io")
+    config = json.loads(mirror.config())
+    assert config["proxy"] == {"remoteurl": "https://registry-1.docker.io"}
+    assert config["http"]["addr"] == "127.0.0.1:5999" and mirror.url == "http://127.0.0.1:5999"
+    assert "proxy" not in json.loads(RegistryMirror(tmp_path, address="127.0.0.1").config())
+
+
+def test_docker_pull_hello_world_through_the_mirror(mirrored_engine, lesson_mirror):
+    """`docker pull hello-world` works on an engine that reaches no registry but the mirror."""
+    env = dict(os.environ, **CredentialBundle.load(mirrored_engine.bundle_dir).env)
+    out = subprocess.run(["docker", "pull", "hello-world"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Downloaded newer image for hello-world:latest" in out.stdout
+    run = subprocess.run(["docker", "run", "--rm", "hello-world"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert "Hello from How to Whale!" in run.stdout
+    info = subprocess.run(["docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}"],
+                          env=env, capture_output=True, text=True, timeout=30).stdout
+    assert lesson_mirror.url in info
+
+
+# -- every check fails before its exercise and passes after -----------------------------------
+SETUP = {"swarm": "docker swarm init --advertise-addr 127.0.0.1 >/dev/null",
+         "compose": "mkdir -p myapp"}  # what the lesson did before its exercise
+
+
+def _solutions() -> dict[str, str]:
+    found = {}
+    for path in LESSONS:
+        for before, solution, _ in exercises(nbformat.read(path, 4)):
+            found[before.source.split()[1]] = solution.source
+    return found
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_check_fails_before_and_passes_after(name, mirrored_engine, tmp_path):
+    """Run `whale-check NAME` on a fresh engine, then the lesson's solution, then again."""
+    env = dict(os.environ, **CredentialBundle.load(mirrored_engine.bundle_dir).env)
+    env.pop("REQUESTS_CA_BUNDLE", None)  # see whale_hub.lessons.lesson_engine
+    env.pop("CURL_CA_BUNDLE", None)
+
+    def sh(script):
+        return subprocess.run(["bash", "-c", script], env=env, cwd=tmp_path, timeout=180,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if name in SETUP:
+        assert sh(SETUP[name]).returncode == 0
+    before = sh(f"whale-check {name}")
+    assert before.returncode == 1, before.stdout + before.stderr
+    assert before.stdout.startswith("✘ Not yet:") and "Hint:" in before.stdout
+    solution = sh(_solutions()[name])
+    assert solution.returncode == 0, solution.stdout + solution.stderr
+    after = sh(f"whale-check {name}")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert after.stdout.startswith("✔ Well done:")
+
+
+def test_check_command_lists_and_refuses_unknown():
+    out = subprocess.run(["whale-check", "--list"], capture_output=True, text=True)
+    assert out.returncode == 0 and all(name in out.stdout for name in CHECKS)
+    bad = subprocess.run(["whale-check", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no exercise called 'nope'" in bad.stderr
+
+
+# -- whale lesson test: every lesson under nbval, each on a fresh engine -------------------------
+@pytest.mark.timeout(1200)
+def test_whale_lesson_test_passes_every_lesson(whale_cli):
+    out = whale_cli("lesson", "test", "--jobs", "2")
+    print(out.stdout)
+    assert out.returncode == 0, out.stdout
+    assert f"{len(LESSONS)} of {len(LESSONS)} lessons passed" in out.stdout
+    for path in LESSONS:
+        assert f"PASS {path.stem} " in out.stdout
+
+
+@pytest.fixture(scope="module")
+def broken_run(whale_cli, tmp_path_factory):
+    """Lesson 1 with a typo in a command and its exercise's solution removed, under test."""
+    src = lessons.LESSONS_DIR / "01-first-container.ipynb"
+    nb = nbformat.read(src, as_version=4)
+    cells = code_cells(nb)
+    typo = next(i for i, c in enumerate(cells) if c.source == "docker run hello-world"
+                and "nbval-ignore-output" not in lessons.cell_tags(c))
+    # A typo in the command, not in the image name: a missing image would make the engine
+    # look for it past the mirror, on Docker Hub, beyond this machine.
+    cells[typo].source = "docker runn hello-world"
+    solution = next(c for c in cells if "solution" in lessons.cell_tags(c))
+    check_after = cells.index(solution)  # the check moves up into the solution's place
+    nb.cells.remove(solution)
+    path = tmp_path_factory.mktemp("broken") / "01-first-container.ipynb"
+    nbformat.write(nb, path)
+    out = whale_cli("lesson", "test", str(path))
+    print(out.stdout)
+    return out, typo, check_after
+
+
+def test_a_typo_fails_the_lesson_and_names_the_cell(broken_run):
+    out, typo, _ = broken_run
+    assert out.returncode == 1
+    assert "FAIL 01-first-container" in out.stdout
+    assert f"Cell {typo}: the cell failed" in out.stdout
+    assert "$ docker runn hello-world" in out.stdout
+    why = out.stdout.split(f"Cell {typo}:", 1)[1].split("  Cell ", 1)[0]
+    # and why: docker's own error (worded differently by CLI versions)
+    assert "runn" in why and ("not a docker command" in why or "unknown command" in why), why
+
+
+def test_a_missing_solution_fails_at_the_check_cell(broken_run):
+    out, _, check = broken_run
+    assert f"Cell {check}: the cell failed" in out.stdout
+    after = out.stdout.split(f"Cell {check}:", 1)[1]
+    assert "$ whale-check first-container" in after
+    assert "Not yet: there is no container named `my-first`" in after

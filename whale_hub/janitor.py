@@ -1,0 +1,103 @@
+"""Remove what learners who no longer exist left behind: engines, networks, bundles.
+
+Runs as a JupyterHub service (`python -m whale_hub.janitor`, every --interval seconds)
+with a token that may list users. A sandbox engine, a learner network or a server
+container whose owner is not a hub user any more (a deleted learner) is removed, with
+the engine's TLS files on the hub host.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import docker
+import requests
+
+from .providers import OWNER_LABEL, safe_name
+from .sandbox import LABEL
+
+
+def hub_users(api_url: str, token: str) -> set[str]:
+    """Every user name the hub knows (paged)."""
+    names: set[str] = set()
+    offset = 0
+    with requests.Session() as s:
+        s.trust_env = False
+        s.headers["Authorization"] = f"token {token}"
+        while True:
+            r = s.get(f"{api_url.rstrip('/')}/users", params={"offset": offset, "limit": 200},
+                      headers={"Accept": "application/jupyterhub-pagination+json"}, timeout=30)
+            r.raise_for_status()
+            body = r.json()
+            items = body["items"] if isinstance(body, dict) else body
+            names.update(u["name"] for u in items)
+            if not isinstance(body, dict) or not body.get("_pagination", {}).get("next"):
+                return names
+            offset = body["_pagination"]["next"]["offset"]
+
+
+def sweep(users: set[str], state_dir: str | None = None,
+          client: docker.DockerClient | None = None) -> list[str]:
+    """Remove engines, networks and server containers of owners not in `users`."""
+    own = client is None
+    client = client or docker.from_env()
+    removed = []
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"{LABEL}=engine"}):
+            owner = c.labels.get(OWNER_LABEL)
+            if owner and owner != "local" and owner not in users:
+                c.remove(force=True, v=True)
+                removed.append(c.name)
+                if state_dir:
+                    shutil.rmtree(Path(state_dir) / "learners" / safe_name(owner),
+                                  ignore_errors=True)
+                    shutil.rmtree(Path(state_dir) / "run" / safe_name(owner), ignore_errors=True)
+        for n in client.networks.list(filters={"label": OWNER_LABEL}):
+            owner = n.attrs.get("Labels", {}).get(OWNER_LABEL)
+            if owner and owner not in users:
+                n.reload()
+                for attached in n.containers:
+                    if attached.name.startswith("jupyter-"):
+                        attached.remove(force=True)
+                        removed.append(attached.name)
+                try:
+                    n.remove()
+                    removed.append(n.name)
+                except docker.errors.APIError:
+                    pass
+    finally:
+        if own:
+            client.close()
+    return removed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--interval", type=float, default=600)
+    ap.add_argument("--once", action="store_true")
+    ap.add_argument("--state-dir", default=os.environ.get("WHALE_ENGINE_STATE"))
+    args = ap.parse_args()
+    # The hub stops its services with SIGINT, which its children inherit as ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    api_url = os.environ["JUPYTERHUB_API_URL"]
+    token = os.environ["JUPYTERHUB_API_TOKEN"]
+    while True:
+        try:
+            removed = sweep(hub_users(api_url, token), args.state_dir)
+            if removed:
+                print(f"whale-janitor: removed {', '.join(removed)}", flush=True)
+        except Exception as exc:  # keep running: the next sweep may work
+            print(f"whale-janitor: sweep failed: {exc}", flush=True)
+        if args.once:
+            return
+        time.sleep(args.interval)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""The lesson registry mirror: Debian's `docker-registry`, seeded with the lesson images.
+
+Learners' engines are started with `--registry-mirror=<this mirror>`, so a lesson can
+say `docker pull hello-world` (or just `docker run busybox`) on a machine that reaches
+no registry at all, and a classroom does not hit Docker Hub's pull limits.
+
+The registry runs as a process on the operator's machine, listening on the Docker
+bridge gateway (172.17.0.1 usually): engine containers reach it there, and nothing
+outside this machine does. It is seeded by pushing the images built from
+`lessons/images/<name>/` as `library/<name>`, from a throw-away sandbox engine (which
+trusts the mirror as an insecure registry, so the operator's engine needs no change).
+
+With `upstream=` the same registry is a pull-through cache of that registry (Docker
+Hub, say) where the internet is reachable. Distribution then refuses pushes, so seed
+it first (`upstream=None`), then restart it with the upstream: what was seeded is
+served when the upstream does not answer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import docker
+
+from . import images
+from .sandbox import SandboxEngine, free_port
+
+REGISTRY_BINARY = "docker-registry"
+DEFAULT_PORT = 5000
+
+
+def bridge_gateway(host: docker.DockerClient | None = None) -> str:
+    """The IP address of the operator engine's default bridge on this machine."""
+    client = host or docker.from_env()
+    try:
+        config = client.networks.get("bridge").attrs["IPAM"]["Config"]
+        return config[0].get("Gateway") or "172.17.0.1"
+    finally:
+        if host is None:
+            client.close()
+
+
+def image_digest(name: str) -> str:
+    """A hash of everything in lessons/images/<name>/: the image is rebuilt when it changes."""
+    h = hashlib.sha256()
+    root = images.LESSON_IMAGES / name
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+class RegistryMirror:
+    """A `docker-registry serve` process whose storage lives in `state_dir`.
+
+    `address` defaults to the Docker bridge gateway, `port` to 5000 (0: a free one).
+    `upstream` (an https URL) turns it into a pull-through cache of that registry.
+    """
+
+    def __init__(self, state_dir: Path | str, *, address: str | None = None,
+                 port: int = DEFAULT_PORT, upstream: str | None = None,
+                 host: docker.DockerClient | None = None):
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.address = address or bridge_gateway(host)
+        self.port = port or free_port(self.address)
+        self.upstream = upstream
+
+    @property
+    def url(self) -> str:
+        """What engines are given as `--registry-mirror`."""
+        return f"http://{self.address}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        """host:port, as image names for pushing to it start."""
+        return f"{self.address}:{self.port}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state_dir / "registry.pid"
+
+    @property
+    def seeded_file(self) -> Path:
+        return self.state_dir / "seeded.json"
+
+    def config(self) -> str:
+        """The registry's config.yml (YAML is a superset of JSON, so JSON it is)."""
+        cfg = {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str((self.state_dir / "data").resolve())},
+                        "delete": {"enabled": True}},
+            "http": {"addr": self.endpoint, "headers": {"X-Content-Type-Options": ["nosniff"]}},
+        }
+        if self.upstream:
+            cfg["proxy"] = {"remoteurl": self.upstream}
+        return json.dumps(cfg, indent=2) + "\n"
+
+    # -- life cycle ---------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The pid of our running registry process, if there is one."""
+        try:
+            pid = int(self.pidfile.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if REGISTRY_BINARY.encode() in cmdline else None
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/v2/", timeout=timeout) as r:
+                return r.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def start(self, timeout: float = 15.0) -> "RegistryMirror":
+        """Start the registry unless ours already runs; wait until it answers."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.pid() and self.ping():
+            return self
+        self.stop()
+        (self.state_dir / "config.yml").write_text(self.config())
+        # A daemon of its own (the shell exits at once, so it is nobody's child): it
+        # outlives `whale up`, which execs Jupyter, and `whale down` stops it by pid.
+        started = subprocess.run(
+            ["sh", "-c", 'setsid "$0" serve "$1" >>"$2" 2>&1 </dev/null & echo $!',
+             REGISTRY_BINARY, str(self.state_dir / "config.yml"),
+             str(self.state_dir / "registry.log")],
+            check=True, capture_output=True, text=True)
+        pid = int(started.stdout.strip())
+        self.pidfile.write_text(str(pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ping(timeout=0.5):
+                return self
+            if not self.pid():
+                break
+            time.sleep(0.05)
+        tail = (self.state_dir / "registry.log").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"registry mirror did not start at {self.url}:\n{tail}")
+
+    def stop(self) -> None:
+        """Stop our registry process (its storage is kept)."""
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not self.pid():
+                    break
+                time.sleep(0.05)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+
+    # -- content ------------------------------------------------------------------
+    def has_image(self, name: str, tag: str = "latest") -> bool:
+        req = urllib.request.Request(
+            f"{self.url}/v2/library/{name}/manifests/{tag}", method="HEAD",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def catalog(self) -> list[str]:
+        with urllib.request.urlopen(f"{self.url}/v2/_catalog", timeout=5) as r:
+            return json.load(r)["repositories"]
+
+    def seed(self, names: list[str] | None = None, *, force: bool = False,
+             host: docker.DockerClient | None = None) -> list[str]:
+        """Build lesson images and push them as library/<name>; return the names pushed.
+
+        An image whose directory did not change since it was pushed is skipped.
+        """
+        names = names or images.lesson_image_names()
+        try:
+            seeded = json.loads(self.seeded_file.read_text())
+        except (OSError, ValueError):
+            seeded = {}
+        todo = [n for n in names
+                if force or seeded.get(n) != image_digest(n) or not self.has_image(n)]
+        if not todo:
+            return []
+        engine = SandboxEngine(f"whale-seed-{os.getpid()}", self.state_dir / "seed-engine",
+                               host=host or self.host, registry_mirror=self.url,
+                               labels={"org.howtowhale.owner": "registry-seed"})
+        try:
+            env = dict(os.environ, **engine.start().env)
+            for name in todo:
+                target = f"{self.endpoint}/library/{name}:latest"
+                images.build_lesson_image(name, env, tag=target)
+                subprocess.run(["docker", "push", "-q", target], check=True, env=env,
+                               stdout=subprocess.DEVNULL)
+                seeded[name] = image_digest(name)
+                self.seeded_file.write_text(json.dumps(seeded, indent=1))
+        finally:
+            engine.remove()
+        return todo
+
+
+__all__ = ["RegistryMirror", "bridge_gateway", "image_digest", "DEFAULT_PORT"]
