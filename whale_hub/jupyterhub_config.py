@@ -49,7 +49,7 @@ c.JupyterHub.spawner_class = "whale"
 c.WhaleSpawner.provider = os.environ.get("WHALE_PROVIDER", "choice")
 c.WhaleSpawner.state_dir = str(hub_state / "engines")
 c.WhaleSpawner.registry_mirror = os.environ.get("WHALE_REGISTRY_MIRROR", "")
-c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "1") == "1"
+c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "0") == "1"  # lesson 8 runs swarm init
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 180
 
