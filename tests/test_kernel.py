@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -224,5 +225,19 @@ def test_kernel_starts_without_credentials(tmp_path):
         assert run.status == "error"
         # Never the machine's own engine socket: a clear line instead.
         assert run.text.strip().startswith("whale: no Docker engine is set up for you yet")
+    finally:
+        stop_kernel(driver)
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs Debian's docker-compose")
+def test_compose_trusts_the_bundle_even_with_a_system_ca_bundle_set(store, tmp_path):
+    """REQUESTS_CA_BUNDLE (set behind TLS-intercepting proxies) must not replace the
+    bundle's CA for Compose, which talks to the engine through requests."""
+    driver = start_kernel(store, REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
+    try:
+        run = driver.run(f"cd {tmp_path} && printf 'services:\\n  a:\\n    image: busybox\\n' "
+                         "> docker-compose.yml && docker-compose ps")
+        assert run.status == "ok", run.text
+        assert "Name" in run.text or "NAME" in run.text
     finally:
         stop_kernel(driver)
