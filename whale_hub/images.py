@@ -22,7 +22,10 @@ SITE_IMAGES = SOURCE / "images"
 LESSON_IMAGES = SOURCE / "lessons" / "images"
 BASE_IMAGE = "debian:bookworm-slim"
 # Site images in build order: tag -> directory under images/.
-SITE = {"howtowhale/engine": "engine", "howtowhale/singleuser": "singleuser"}
+SITE = {"howtowhale/engine": "engine", "howtowhale/singleuser": "singleuser",
+        "howtowhale/hub": "hub"}
+# Images that carry this package: rebuilt when its sources change.
+_CONTEXTS = {"singleuser": "_singleuser_context", "hub": "_hub_context"}
 WHEELHOUSE = Path(os.environ.get("WHALE_WHEELHOUSE",
                                  Path.home() / ".cache" / "whale" / "wheelhouse"))
 # What the single-user server needs beside this package's own requirements.
@@ -60,7 +63,8 @@ def ensure_base() -> None:
 def _source_digest() -> str:
     """A digest of everything that goes into the single-user image."""
     h = hashlib.sha256()
-    roots = [SOURCE / "setup.py", SITE_IMAGES / "singleuser", SOURCE / "lessons"]
+    roots = [SOURCE / "setup.py", SITE_IMAGES / "singleuser", SITE_IMAGES / "hub",
+             SOURCE / "lessons"]
     roots += [SOURCE / p for p in ("whale_kernel", "whale_extension", "whale_hub")]
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
@@ -79,28 +83,29 @@ def _image_label(tag: str, label: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _singleuser_context(ctx: Path) -> None:
-    """Dockerfile, lessons, this package as a wheel, and a wheelhouse of its dependencies."""
-    for item in (SITE_IMAGES / "singleuser").iterdir():
+def _python_context(ctx: Path, image: str, extras: tuple[str, ...] = ()) -> None:
+    """Dockerfile and files of images/<image>, this package as a wheel, and a wheelhouse
+    of its dependencies (with the given extras) for the image's Python."""
+    for item in (SITE_IMAGES / image).iterdir():
         shutil.copy2(item, ctx / item.name)
-    lessons = ctx / "lessons"
-    lessons.mkdir()
-    for f in (SOURCE / "lessons").glob("*"):
-        if f.suffix in (".ipynb", ".md"):
-            shutil.copy2(f, lessons / f.name)
     package = ctx / "package"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(package), str(SOURCE)], check=True)
     wheel = next(package.glob("howtowhale-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-        requires = [line.split(":", 1)[1].strip() for line in z.read(meta).decode().splitlines()
-                    if line.startswith("Requires-Dist:") and "extra ==" not in line]
+        requires = []
+        for line in z.read(meta).decode().splitlines():
+            if not line.startswith("Requires-Dist:"):
+                continue
+            req, _, marker = line.split(":", 1)[1].strip().partition(";")
+            if not marker or any(f'extra == "{e}"' in marker for e in extras):
+                requires.append(req.strip())
     requirements = sorted(set(requires + SINGLEUSER_EXTRA + [_hub_requirement()]))
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     with open(WHEELHOUSE.parent / "wheelhouse.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # builds running side by side share the wheelhouse
-        (WHEELHOUSE / "requirements.txt").write_text("\n".join(requirements) + "\n")
+        (ctx / "requirements.txt").write_text("\n".join(requirements) + "\n")
         # Wheels are fetched on the host once and reused, so the image build needs no
         # PyPI; they are picked for the image's Python (Debian's), not the host's.
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
@@ -108,8 +113,22 @@ def _singleuser_context(ctx: Path) -> None:
                         "--abi", "cp311", "--abi", "abi3", "--abi", "none",
                         *[a for p in IMAGE_PLATFORMS for a in ("--platform", p)],
                         "--find-links", str(WHEELHOUSE), "-d", str(WHEELHOUSE),
-                        "-r", str(WHEELHOUSE / "requirements.txt")], check=True)
-        shutil.copytree(WHEELHOUSE, ctx / "wheelhouse")
+                        "-r", str(ctx / "requirements.txt")], check=True)
+        shutil.copytree(WHEELHOUSE, ctx / "wheelhouse", ignore=shutil.ignore_patterns("*.txt"))
+        shutil.copy2(ctx / "requirements.txt", ctx / "wheelhouse" / "requirements.txt")
+
+
+def _singleuser_context(ctx: Path) -> None:
+    _python_context(ctx, "singleuser")
+    lessons = ctx / "lessons"
+    lessons.mkdir()
+    for f in (SOURCE / "lessons").glob("*"):
+        if f.suffix in (".ipynb", ".md"):
+            shutil.copy2(f, lessons / f.name)
+
+
+def _hub_context(ctx: Path) -> None:
+    _python_context(ctx, "hub", extras=("hub",))
 
 
 def ensure_site_images(force: bool = False, extra_ca: str | None = None,
@@ -123,7 +142,7 @@ def ensure_site_images(force: bool = False, extra_ca: str | None = None,
     for tag, directory in SITE.items():
         if only is not None and tag not in only:
             continue
-        digest = _source_digest() if directory == "singleuser" else None
+        digest = _source_digest() if directory in _CONTEXTS else None
         if not force and image_exists(tag) and (
                 digest is None or _image_label(tag, "org.howtowhale.source") == digest):
             continue
@@ -133,8 +152,8 @@ def ensure_site_images(force: bool = False, extra_ca: str | None = None,
             args += ["--build-arg", f"EXTRA_CA={Path(extra_ca).read_text()}"]
         if digest:
             args += ["--label", f"org.howtowhale.source={digest}"]
-            with tempfile.TemporaryDirectory(prefix="whale-singleuser-") as ctx:
-                _singleuser_context(Path(ctx))
+            with tempfile.TemporaryDirectory(prefix=f"whale-{directory}-") as ctx:
+                globals()[_CONTEXTS[directory]](Path(ctx))
                 _docker([*args, ctx])
         else:
             _docker([*args, str(SITE_IMAGES / directory)])
