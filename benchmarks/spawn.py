@@ -69,6 +69,14 @@ def build_plain() -> None:
                        stdout=subprocess.DEVNULL)
 
 
+def server_container(client: docker.DockerClient, user: str) -> str:
+    """The learner's server container (DockerSpawner escapes names; its env does not)."""
+    for c in client.containers.list():
+        if f"JUPYTERHUB_USER={user}" in (c.attrs["Config"]["Env"] or []):
+            return c.name
+    raise LookupError(f"no server container for {user}")
+
+
 def memory_mib(client: docker.DockerClient, name: str) -> float:
     try:
         stats = client.containers.get(name).stats(stream=False)
@@ -102,7 +110,7 @@ def measure(hub: Hub, learners: int, label: str) -> dict:
         time.sleep(10)
         for name in names:
             safe = safe_name(name)
-            mems.append(memory_mib(client, f"jupyter-{name}") +
+            mems.append(memory_mib(client, server_container(client, name)) +
                         memory_mib(client, f"whale-engine-{safe}"))
     finally:
         client.close()

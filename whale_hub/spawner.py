@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dockerspawner import DockerSpawner
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Dict, Float, Int, Unicode, default
 
 from whale_kernel.credentials import MAX_ARCHIVE_BYTES, BundleError
@@ -253,12 +254,29 @@ class WhaleSpawner(DockerSpawner):
             if engine_ready is not None:
                 await engine_ready
             self._emit(80, "Your Docker engine is ready; waiting for your notebook server")
+            await self._wait_http(*result)
             return result
         except BundleError as exc:
             self._emit(100, f"Your Docker engine could not be used: {exc}")
             raise
         finally:
             self._whale_done = True
+
+    async def _wait_http(self, ip: str, port: int) -> None:
+        """Poll the new server every 0.1 s until it answers.
+
+        The hub's own check backs off exponentially (0.2 s, 0.4 s ... up to 5 s), which
+        adds seconds to a spawn; polling here first means its first check succeeds.
+        """
+        client = AsyncHTTPClient()
+        url = f"http://{ip}:{port}{self.user.url}api"
+        deadline = time.monotonic() + self.http_timeout
+        while time.monotonic() < deadline:
+            try:
+                await client.fetch(url, request_timeout=2, raise_error=False)
+                return
+            except Exception:  # not listening yet
+                await asyncio.sleep(0.1)
 
     async def _byoc_archive(self) -> bytes:
         memory = getattr(self, "_memory_archive", None)
