@@ -48,8 +48,8 @@ setup(
         # The hub side (whale up, the spawner); the single-user image does not need it.
         "hub": ["jupyterhub>=5", "dockerspawner>=13", "jupyterhub-firstuseauthenticator>=1.1",
                 "jupyterhub-idle-culler>=1.2"],
-        "test": ["pytest>=8", "wheel", "setuptools", "pytest-timeout", "pytest-jupyter[server]>=0.7", "nbval>=0.11",
-                 "selenium>=4.10"],
+        "test": ["pytest>=8", "wheel", "setuptools", "pytest-timeout",
+                 "pytest-jupyter[server]>=0.7", "nbval>=0.11", "selenium>=4.10", "ruff>=0.6"],
     },
     entry_points={"jupyterhub.spawners": ["whale = whale_hub.spawner:WhaleSpawner"],
                   "console_scripts": ["whale = whale_hub.cli:main",

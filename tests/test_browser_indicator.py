@@ -14,10 +14,12 @@ import urllib.request
 import pytest
 
 try:
+    from browser import AVAILABLE, MISSING, start_chromium
     from bundle_corpus import zip_bytes
     from conftest import engine_client_for, engine_env, start_engine
     from extension_fixtures import bundle_files, engine_ip, free_port
 except ImportError:  # tests/ imported as a package
+    from tests.browser import AVAILABLE, MISSING, start_chromium
     from tests.bundle_corpus import zip_bytes
     from tests.conftest import engine_client_for, engine_env, start_engine
     from tests.extension_fixtures import bundle_files, engine_ip, free_port
@@ -25,15 +27,11 @@ except ImportError:  # tests/ imported as a package
 from whale_hub import images
 from whale_kernel.credentials import CredentialStore
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 LABEXTENSION = os.path.join(os.path.dirname(__file__), "..", "whale_extension",
                             "labextension", "package.json")
 
 pytestmark = [
-    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                       reason="needs Debian's chromium and chromium-driver "
-                              "(scripts/bootstrap.sh installs them)"),
+    pytest.mark.skipif(not AVAILABLE, reason=MISSING),
     pytest.mark.skipif(not os.path.exists(LABEXTENSION),
                        reason="the labextension is not built (scripts/bootstrap.sh)"),
 ]
@@ -94,7 +92,7 @@ def notebook_server(tmp_path_factory, browser_engine, host_docker):
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 log.close()
-                raise RuntimeError((tmp_path / "server.log").read_text()[-3000:])
+                raise RuntimeError((tmp_path / "server.log").read_text()[-3000:]) from None
             time.sleep(0.2)
     yield url
     server.terminate()
@@ -108,20 +106,8 @@ def notebook_server(tmp_path_factory, browser_engine, host_docker):
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     tmp_path = tmp_path_factory.mktemp("chromium")
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,800"):
-        options.add_argument(flag)
-    # An explicit chromedriver: selenium must never go looking for (or download) one.
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = start_chromium(tmp_path / "chromium")
     yield driver
     driver.quit()
     shutil.rmtree(tmp_path / "chromium", ignore_errors=True)

@@ -137,4 +137,5 @@ def test_deleted_learners_leave_nothing_behind(hub, host_docker):
     assert not host_docker.containers.list(all=True, filters={"name": engine})
     assert not host_docker.networks.list(names=[f"whale-net-{safe_name(e)}"])
     # Other learners' engines are untouched.
-    assert host_docker.containers.list(all=True, filters={"name": f"whale-engine-{safe_name(hub.user('alice'))}"})
+    alice_engine = f"whale-engine-{safe_name(hub.user('alice'))}"
+    assert host_docker.containers.list(all=True, filters={"name": alice_engine})

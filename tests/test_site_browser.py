@@ -4,20 +4,15 @@ the lessons, runs `docker run hello-world` in lesson 1 and sees its output. The
 learner's engine is a real sandbox engine pulling from the real lesson mirror."""
 from __future__ import annotations
 
-import os
 import shutil
 import time
 
 import pytest
 
+from browser import AVAILABLE, MISSING, start_chromium
 from hub_fixtures import Hub, ensure_images
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-    reason="needs Debian's chromium and chromium-driver (scripts/bootstrap.sh installs them)")
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason=MISSING)
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +29,8 @@ def site(tmp_path_factory, host_docker):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     profile = tmp_path_factory.mktemp("chromium")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile / 'p'}",
-                 "--window-size=1280,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = start_chromium(profile / "p", size="1280,900")
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)

@@ -85,7 +85,8 @@ def _run(client, image: str, command, **kw) -> str:
 
 
 # -- the checks, in curriculum order ------------------------------------------------
-@check("first-container", "`docker run` takes `--name NAME` before the image; the command to run comes after it")
+@check("first-container",
+       "`docker run` takes `--name NAME` before the image; the command to run comes after it")
 def first_container(client) -> str:
     """Lesson 1: a container named my-first, from busybox, that printed a sentence."""
     c = _container(client, "my-first")
