@@ -69,6 +69,7 @@ class RegistryMirror:
         self.state_dir = Path(state_dir)
         self.host = host
         self.address = address or bridge_gateway(host)
+        self._free_port = not port
         self.port = port or free_port(self.address)
         self.upstream = upstream
 
@@ -120,8 +121,22 @@ class RegistryMirror:
         except (OSError, urllib.error.URLError):
             return False
 
-    def start(self, timeout: float = 15.0) -> "RegistryMirror":
-        """Start the registry unless ours already runs; wait until it answers."""
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> "RegistryMirror":
+        """Start the registry unless ours already runs; wait until it answers.
+
+        A free port picked for port=0 can be taken by someone else before the registry
+        binds it: then it is tried again on another free port.
+        """
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                if attempt == attempts - 1 or not self._free_port:
+                    raise
+                self.port = free_port(self.address)
+        return self
+
+    def _start(self, timeout: float) -> "RegistryMirror":
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.pid() and self.ping():
             return self
@@ -144,8 +159,10 @@ class RegistryMirror:
                 break
             time.sleep(0.05)
         tail = (self.state_dir / "registry.log").read_text(errors="replace")[-2000:]
+        alive = self.pid() is not None
         self.stop()
-        raise RuntimeError(f"registry mirror did not start at {self.url}:\n{tail}")
+        raise RuntimeError(f"registry mirror did not answer at {self.url} within {timeout:.0f} s "
+                           f"(process {'running' if alive else 'gone'}):\n{tail}")
 
     def stop(self) -> None:
         """Stop our registry process (its storage is kept)."""
