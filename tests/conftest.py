@@ -12,6 +12,7 @@ import pytest
 from jupyter_client.manager import KernelManager
 
 from whale_hub import images
+from whale_hub.registry import RegistryMirror
 from whale_hub.sandbox import SandboxEngine
 from whale_kernel.credentials import CredentialStore
 
@@ -205,3 +206,14 @@ def kernel(store):
     driver = start_kernel(store)
     yield driver
     stop_kernel(driver)
+
+
+@pytest.fixture(scope="session")
+def lesson_mirror(engine_image, host_docker, tmp_path_factory):
+    """The lesson registry mirror of this test session: its own state directory and a free
+    port on the bridge gateway (never the operator's), seeded with every lesson image."""
+    mirror = RegistryMirror(tmp_path_factory.mktemp("mirror"), port=0, host=host_docker)
+    mirror.start()
+    mirror.seed()
+    yield mirror
+    mirror.stop()

@@ -1,4 +1,5 @@
-"""Fixtures for the lesson tests: a registry mirror of our own, engines that use it."""
+"""Fixtures for the lesson tests: engines that use the session's lesson mirror, and the
+`whale` command with a state directory of its own."""
 from __future__ import annotations
 
 import os
@@ -11,16 +12,6 @@ from whale_hub.registry import RegistryMirror
 from whale_hub.sandbox import free_port
 
 from conftest import start_engine
-
-
-@pytest.fixture(scope="session")
-def lesson_mirror(engine_image, host_docker, tmp_path_factory):
-    """A registry mirror on a free port of the bridge gateway, seeded with every lesson image."""
-    mirror = RegistryMirror(tmp_path_factory.mktemp("mirror"), port=0, host=host_docker)
-    mirror.start()
-    mirror.seed()
-    yield mirror
-    mirror.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import requests
 
 from conftest import engine_id, start_engine
 from hub_fixtures import Hub, ensure_images
-from whale_hub.providers import safe_name
+from whale_hub.providers import OWNER_LABEL, SITE_LABEL, safe_name, site_id_of
+from whale_hub.sandbox import LABEL
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,19 @@ def test_deleted_learners_leave_nothing_behind(hub, host_docker):
     hub.users.remove(e)
     users = hub_users(f"{hub.url}/hub/api", hub.token)
     assert e not in users and hub.user("alice") in users
-    removed = sweep(users, str(hub.state / "hub" / "engines"))
+    # An engine of another site (or of a lesson test) on the same Docker engine, whose
+    # owner this hub never heard of, is not this janitor's to sweep.
+    site = site_id_of(hub.state / "hub" / "engines")
+    assert host_docker.containers.get(engine).labels[SITE_LABEL] == site
+    foreign = host_docker.containers.create(
+        "howtowhale/engine", ["true"], name=f"{hub.prefix}-foreign-engine",
+        labels={LABEL: "engine", OWNER_LABEL: "someone-else", SITE_LABEL: "another-site"})
+    try:
+        removed = sweep(users, str(hub.state / "hub" / "engines"))
+        foreign.reload()
+        assert foreign.name not in removed
+    finally:
+        foreign.remove(force=True)
     assert engine in removed
     assert not host_docker.containers.list(all=True, filters={"name": engine})
     assert not host_docker.networks.list(names=[f"whale-net-{safe_name(e)}"])

@@ -12,13 +12,14 @@ import subprocess
 
 import nbformat
 import pytest
+import time
 
 from whale_hub import lessons
 from whale_hub.check import CHECKS
 from whale_hub.images import lesson_image_names
 from whale_kernel.credentials import CredentialBundle
 
-from lesson_fixtures import lesson_mirror, mirrored_engine, whale_cli  # noqa: F401
+from lesson_fixtures import mirrored_engine, whale_cli  # noqa: F401
 
 LESSONS = lessons.lesson_paths()
 TOPICS = ["first-container", "lifecycle", "ports", "dockerfile", "volumes", "networks",
@@ -113,6 +114,31 @@ def test_mirror_can_be_a_pull_through_cache(tmp_path):
     assert config["proxy"] == {"remoteurl": "https://registry-1.docker.io"}
     assert config["http"]["addr"] == "127.0.0.1:5999" and mirror.url == "http://127.0.0.1:5999"
     assert "proxy" not in json.loads(RegistryMirror(tmp_path, address="127.0.0.1").config())
+
+
+def test_mirror_says_when_its_port_is_taken(tmp_path):
+    """A fixed mirror port held by another process: a clear error at once, not a timeout."""
+    import socket
+
+    from whale_hub.registry import RegistryMirror
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        mirror = RegistryMirror(tmp_path, address="127.0.0.1", port=port)
+        with pytest.raises(RuntimeError, match=f"127.0.0.1:{port} is taken by another process"):
+            mirror.start(timeout=5)
+    assert mirror.pid() is None
+
+
+def test_mirror_reports_how_its_process_ended(tmp_path):
+    """A registry that cannot start says how it ended and what it logged."""
+    from whale_hub.registry import RegistryMirror
+    mirror = RegistryMirror(tmp_path, address="127.0.0.1", port=0, upstream="://not-a-url")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"docker-registry (exited with status|killed by)"):
+        mirror.start(timeout=20, attempts=1)
+    assert time.monotonic() - started < 15
 
 
 def test_docker_pull_hello_world_through_the_mirror(mirrored_engine, lesson_mirror):

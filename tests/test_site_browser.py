@@ -16,10 +16,9 @@ pytestmark = pytest.mark.skipif(not AVAILABLE, reason=MISSING)
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, host_docker):
-    from whale_hub.lessons import default_mirror
+def site(tmp_path_factory, host_docker, lesson_mirror):
     ensure_images()
-    mirror = default_mirror()
+    mirror = lesson_mirror
     hub = Hub(tmp_path_factory.mktemp("site"),
               extra_env={"WHALE_AUTH": "firstuse", "WHALE_PROVIDER": "sandbox",
                          "WHALE_REGISTRY_MIRROR": mirror.url})

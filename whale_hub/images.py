@@ -147,6 +147,7 @@ def ensure_site_images(force: bool = False, extra_ca: str | None = None,
                 digest is None or _image_label(tag, "org.howtowhale.source") == digest):
             continue
         ensure_base()
+        previous = _image_id(tag)
         args = ["build", "-q", "-t", tag]
         if extra_ca:
             args += ["--build-arg", f"EXTRA_CA={Path(extra_ca).read_text()}"]
@@ -157,8 +158,27 @@ def ensure_site_images(force: bool = False, extra_ca: str | None = None,
                 _docker([*args, ctx])
         else:
             _docker([*args, str(SITE_IMAGES / directory)])
+        _remove_if_dangling(previous)
         built.append(tag)
     return built
+
+
+def _image_id(tag: str) -> str | None:
+    out = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag],
+                         capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _remove_if_dangling(image_id: str | None) -> None:
+    """Remove the image a rebuild replaced once no tag names it (a site that rebuilds
+    on every change would otherwise pile up gigabytes). `docker image rm` refuses, and
+    nothing happens, while a container still uses it."""
+    if not image_id:
+        return
+    tags = subprocess.run(["docker", "image", "inspect", "-f", "{{len .RepoTags}}", image_id],
+                          capture_output=True, text=True).stdout.strip()
+    if tags == "0":
+        subprocess.run(["docker", "image", "rm", image_id], capture_output=True)
 
 
 def lesson_image_names() -> list[str]:

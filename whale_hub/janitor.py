@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import requests
 
-from .providers import OWNER_LABEL, safe_name
+from .providers import OWNER_LABEL, SITE_LABEL, safe_name, site_id_of
 from .sandbox import LABEL
 
 
@@ -41,28 +41,31 @@ def hub_users(api_url: str, token: str) -> set[str]:
             offset = body["_pagination"]["next"]["offset"]
 
 
-def sweep(users: set[str], state_dir: str | None = None,
-          client: docker.DockerClient | None = None) -> list[str]:
-    """Remove engines, networks and server containers of owners not in `users`."""
+def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = None,
+          site: str | None = None) -> list[str]:
+    """Remove this site's engines, networks and server containers of owners not in `users`.
+
+    The site is the spawner's (a hash of its state_dir unless given): engines of other
+    sites, of lesson tests or of `whale notebook` on the same engine are never touched.
+    """
     own = client is None
     client = client or docker.from_env()
+    site_label = f"{SITE_LABEL}={site or site_id_of(state_dir)}"
     removed = []
     try:
-        for c in client.containers.list(all=True, filters={"label": f"{LABEL}=engine"}):
+        for c in client.containers.list(all=True, filters={"label": [f"{LABEL}=engine", site_label]}):
             owner = c.labels.get(OWNER_LABEL)
-            if owner and owner != "local" and owner not in users:
+            if owner and owner not in users:
                 c.remove(force=True, v=True)
                 removed.append(c.name)
-                if state_dir:
-                    shutil.rmtree(Path(state_dir) / "learners" / safe_name(owner),
-                                  ignore_errors=True)
-                    shutil.rmtree(Path(state_dir) / "run" / safe_name(owner), ignore_errors=True)
-        for n in client.networks.list(filters={"label": OWNER_LABEL}):
+                shutil.rmtree(Path(state_dir) / "learners" / safe_name(owner), ignore_errors=True)
+                shutil.rmtree(Path(state_dir) / "run" / safe_name(owner), ignore_errors=True)
+        for n in client.networks.list(filters={"label": [OWNER_LABEL, site_label]}):
             owner = n.attrs.get("Labels", {}).get(OWNER_LABEL)
             if owner and owner not in users:
                 n.reload()
                 for attached in n.containers:
-                    if attached.name.startswith("jupyter-"):
+                    if attached.labels.get(SITE_LABEL) and attached.name.startswith("jupyter-"):
                         attached.remove(force=True)
                         removed.append(attached.name)
                 try:
@@ -80,7 +83,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--interval", type=float, default=600)
     ap.add_argument("--once", action="store_true")
-    ap.add_argument("--state-dir", default=os.environ.get("WHALE_ENGINE_STATE"))
+    ap.add_argument("--state-dir", default=os.environ.get("WHALE_ENGINE_STATE"), required=True,
+                    help="the spawner's state_dir (also names the site)")
+    ap.add_argument("--site", default=None, help="site id, if the spawner's site_id is set")
     args = ap.parse_args()
     # The hub stops its services with SIGINT, which its children inherit as ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -89,7 +94,7 @@ def main() -> None:
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     while True:
         try:
-            removed = sweep(hub_users(api_url, token), args.state_dir)
+            removed = sweep(hub_users(api_url, token), args.state_dir, site=args.site)
             if removed:
                 print(f"whale-janitor: removed {', '.join(removed)}", flush=True)
         except Exception as exc:  # keep running: the next sweep may work

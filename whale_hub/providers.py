@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import re
 import shutil
@@ -30,6 +31,14 @@ from .pki import write_private
 from .sandbox import SandboxEngine
 
 OWNER_LABEL = "org.howtowhale.owner"
+SITE_LABEL = "org.howtowhale.site"
+
+
+def site_id_of(state_dir: str | os.PathLike) -> str:
+    """Which site (hub) a container or network belongs to: a hash of the hub-side state
+    directory, so two sites, or a site and the tests, on one engine never touch each
+    other's learners."""
+    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:12]
 
 
 def safe_name(username: str) -> str:
@@ -53,7 +62,7 @@ class SandboxProvider:
             registry_mirror=s.registry_mirror or None, swarm=s.engine_swarm,
             mem_limit=s.engine_mem_limit or None, pids_limit=s.engine_pids_limit or None,
             nano_cpus=int(s.engine_cpu_limit * 1e9) if s.engine_cpu_limit else None,
-            network=s.network_name, labels={OWNER_LABEL: s.user.name},
+            network=s.network_name, labels=s.whale_labels,
         )
 
     def provision(self) -> Path:
@@ -174,5 +183,6 @@ async def in_thread(func, *args, timeout: float | None = None):
     return await asyncio.wait_for(asyncio.to_thread(func, *args), timeout)
 
 
-__all__ = ["SandboxProvider", "ByocProvider", "BundleError", "safe_name", "in_thread",
+__all__ = ["SandboxProvider", "ByocProvider", "BundleError", "safe_name", "in_thread", "site_id_of",
+           "OWNER_LABEL", "SITE_LABEL",
            "encode_archive", "decode_archive"]

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -34,6 +35,7 @@ from .sandbox import SandboxEngine, free_port
 
 REGISTRY_BINARY = "docker-registry"
 DEFAULT_PORT = 5000
+_LAUNCHED: list[subprocess.Popen] = []
 
 
 def bridge_gateway(host: docker.DockerClient | None = None) -> str:
@@ -45,6 +47,13 @@ def bridge_gateway(host: docker.DockerClient | None = None) -> str:
     finally:
         if host is None:
             client.close()
+
+
+def port_in_use(address: str, port: int) -> bool:
+    """Whether something already listens on address:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        return s.connect_ex((address, port)) == 0
 
 
 def image_digest(name: str) -> str:
@@ -142,27 +151,42 @@ class RegistryMirror:
             return self
         self.stop()
         (self.state_dir / "config.yml").write_text(self.config())
-        # A daemon of its own (the shell exits at once, so it is nobody's child): it
-        # outlives `whale up`, which execs Jupyter, and `whale down` stops it by pid.
-        started = subprocess.run(
-            ["sh", "-c", 'setsid "$0" serve "$1" >>"$2" 2>&1 </dev/null & echo $!',
-             REGISTRY_BINARY, str(self.state_dir / "config.yml"),
-             str(self.state_dir / "registry.log")],
-            check=True, capture_output=True, text=True)
-        pid = int(started.stdout.strip())
-        self.pidfile.write_text(str(pid))
+        if port_in_use(self.address, self.port):
+            raise RuntimeError(
+                f"the registry mirror's port {self.endpoint} is taken by another process; "
+                "stop it, or choose another port (WHALE_REGISTRY_PORT)")
+        # A session of its own: it outlives `whale up` (which execs Jupyter) and is
+        # not hit by a terminal's ^C; `whale down` stops it by pid.
+        log = open(self.state_dir / "registry.log", "ab")
+        log_start = log.seek(0, os.SEEK_END)
+        try:
+            proc = subprocess.Popen([REGISTRY_BINARY, "serve", str(self.state_dir / "config.yml")],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        finally:
+            log.close()
+        _LAUNCHED.append(proc)  # never collected while it runs (no ResourceWarning)
+        self.pidfile.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.ping(timeout=0.5):
                 return self
-            if not self.pid():
+            if proc.poll() is not None:
                 break
             time.sleep(0.05)
-        tail = (self.state_dir / "registry.log").read_text(errors="replace")[-2000:]
-        alive = self.pid() is not None
+        with open(self.state_dir / "registry.log", "rb") as f:
+            f.seek(log_start)
+            tail = f.read().decode(errors="replace")[-2000:] or "(nothing)"
+        code = proc.poll()
         self.stop()
+        if code is None:
+            how = "still running"
+        elif code < 0:
+            how = f"killed by signal {-code}"
+        else:
+            how = f"exited with status {code}"
         raise RuntimeError(f"registry mirror did not answer at {self.url} within {timeout:.0f} s "
-                           f"(process {'running' if alive else 'gone'}):\n{tail}")
+                           f"({REGISTRY_BINARY} {how}); the end of its log:\n{tail}")
 
     def stop(self) -> None:
         """Stop our registry process (its storage is kept)."""
@@ -175,6 +199,9 @@ class RegistryMirror:
                 time.sleep(0.05)
             else:
                 os.kill(pid, signal.SIGKILL)
+        for proc in list(_LAUNCHED):  # reap what this process started and is gone
+            if proc.poll() is not None:
+                _LAUNCHED.remove(proc)
         self.pidfile.unlink(missing_ok=True)
 
     # -- content ------------------------------------------------------------------

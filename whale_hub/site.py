@@ -20,6 +20,7 @@ import docker
 
 from . import images
 from .registry import bridge_gateway
+from .providers import SITE_LABEL, site_id_of
 from .sandbox import LABEL
 
 CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
@@ -105,10 +106,13 @@ def down() -> int:
     client = docker.from_env()
     try:
         stopped = 0
-        for c in client.containers.list(filters={"ancestor": "howtowhale/singleuser"}):
+        site = f"{SITE_LABEL}={site_id_of(state_dir() / 'hub' / 'engines')}"
+        for c in client.containers.list(filters={"label": site}):
+            if c.labels.get(LABEL) == "engine":
+                continue  # engines after the servers that use them
             c.stop(timeout=10)
             stopped += 1
-        for c in client.containers.list(filters={"label": f"{LABEL}=engine"}):
+        for c in client.containers.list(filters={"label": [f"{LABEL}=engine", site]}):
             c.stop(timeout=10)
             stopped += 1
     finally:

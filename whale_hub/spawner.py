@@ -25,8 +25,8 @@ from traitlets import Bool, Dict, Float, Int, Unicode, default
 
 from whale_kernel.credentials import MAX_ARCHIVE_BYTES, BundleError
 
-from .providers import (ByocProvider, SandboxProvider, decode_archive, encode_archive,
-                        in_thread, safe_name)
+from .providers import (OWNER_LABEL, SITE_LABEL, ByocProvider, SandboxProvider, decode_archive,
+                        encode_archive, in_thread, safe_name, site_id_of)
 
 BUNDLE_MOUNT = "/var/run/whale/bundle"
 
@@ -84,6 +84,20 @@ class WhaleSpawner(DockerSpawner):
     pids_limit = Int(512, config=True,
                      help="Most processes the learner's notebook server may run.")
     extra_env = Dict(config=True, help="Extra environment for the learner's server.")
+    site_id = Unicode(config=True,
+                      help="""Which site the learner's containers and networks are labelled
+                      with (org.howtowhale.site); the janitor and `whale down` touch only
+                      their own site's. Default: a hash of state_dir.""")
+
+    @default("site_id")
+    def _default_site_id(self):
+        return site_id_of(self.state_dir)
+
+    @property
+    def whale_labels(self) -> dict[str, str]:
+        """Labels of everything made for this learner."""
+        return {OWNER_LABEL: self.user.name, SITE_LABEL: self.site_id}
+
     learner_uid = Int(1000, config=True,
                       help="User id the single-user image runs as (it must read the bundle).")
 
@@ -299,7 +313,7 @@ class WhaleSpawner(DockerSpawner):
                     host.networks.get(self.network_name)
                 except NotFound:
                     host.networks.create(self.network_name, driver="bridge",
-                                         labels={"org.howtowhale.owner": self.user.name})
+                                         labels=self.whale_labels)
             finally:
                 host.close()
         await in_thread(ensure)
@@ -319,4 +333,7 @@ class WhaleSpawner(DockerSpawner):
         # Limits on the server container itself; DockerSpawner covers memory and CPU.
         self.extra_host_config = dict(self.extra_host_config or {})
         self.extra_host_config.setdefault("pids_limit", self.pids_limit)
+        kwargs = dict(self._eval_if_callable(self.extra_create_kwargs) or {})
+        kwargs["labels"] = {**kwargs.get("labels", {}), **self.whale_labels}
+        self.extra_create_kwargs = kwargs
         return await super().create_object()
