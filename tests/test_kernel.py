@@ -128,6 +128,26 @@ def test_interrupt_stops_the_command_and_the_kernel_stays_usable(kernel, code):
     kernel.run("docker rm -f logsrc >/dev/null 2>&1; true")
 
 
+def test_a_finished_command_is_never_taken_for_one_waiting_for_input():
+    """bash prints the end-of-cell marker, then reads its next command from the terminal.
+    Caught in that instant, the shell looks like a command waiting for input; it must
+    not be given end-of-input (that ends the shell). Checked at every idle moment here,
+    over many short commands (it went wrong in about 3 of 10 before the fix)."""
+    from whale_kernel.shell import BashSession
+
+    session = BashSession()
+    session.start()
+    try:
+        wrong = []
+        for i in range(120):
+            result = session.run(f"sleep 0.0{i % 10}", lambda _text: None, idle_check=0.0)
+            if result.restarted or result.stdin_ended or result.status != 0:
+                wrong.append((i, result))
+        assert not wrong, wrong[:3]
+    finally:
+        session.close()
+
+
 def test_exit_restarts_the_shell(kernel):
     run = kernel.run("exit 3")
     assert run.status == "error" and "new one was started" in run.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import select
 import secrets
 import shlex
 import signal
@@ -182,7 +183,12 @@ class BashSession:
                     self._escalate(now - ladder_start)
                 elif not chunk and now - last_output >= idle_check:
                     waiting = self.waiting_for_input()
-                    if waiting:
+                    if waiting and self._output_ready():
+                        # It wrote something before it began to read: that may be the
+                        # end-of-cell marker, and bash waiting for its next command.
+                        # Read it first.
+                        pass
+                    elif waiting:
                         if pending:
                             on_output(pending)
                             pending = ""
@@ -243,6 +249,13 @@ class BashSession:
             # The shell itself does not come back: start a new one.
             _killpg(self.child.pid, signal.SIGKILL)
         self._steps_done = steps
+
+    def _output_ready(self) -> bool:
+        """Whether the terminal has output the kernel has not read yet."""
+        try:
+            return bool(select.select([self.child.child_fd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
 
     def _send_eof(self) -> None:
         self.child.send("\x04")
