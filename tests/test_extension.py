@@ -404,6 +404,43 @@ def source_dir(tmp_path):
     return tmp_path / "dropbox"
 
 
+class TestInstallOnStart:
+    """The spawner mounts the learner's current bundle at credentials_source; the server
+    installs it as it starts (a re-created engine has new certificates)."""
+
+    @pytest.fixture
+    def jp_server_config(self, store, source_dir, second_engine):
+        source_dir.mkdir()
+        for name, content in bundle_files(second_engine.bundle_dir).items():
+            (source_dir / name).write_bytes(content)
+        return server_config(store.root, credentials_source=str(source_dir))
+
+    async def test_the_mounted_bundle_is_installed_at_start(self, jp_fetch, store, second_engine):
+        health = await get_json(jp_fetch, "health")
+        assert store.current().docker_host == second_engine.docker_host
+        assert health["credentials"]["docker_host"] == second_engine.docker_host
+        assert health["status"] == "ok"
+
+
+class TestBadBundleOnStart:
+    @pytest.fixture
+    def jp_server_config(self, store, source_dir, second_engine):
+        source_dir.mkdir()
+        files = bundle_files(second_engine.bundle_dir)
+        files["cert.pem"] = b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
+        for name, content in files.items():
+            (source_dir / name).write_bytes(content)
+        self.generation = store.generation()
+        return server_config(store.root, credentials_source=str(source_dir))
+
+    async def test_a_bad_mounted_bundle_leaves_the_old_one(self, jp_fetch, store, tls_engine):
+        """The server still starts, and the bundle that was installed keeps working."""
+        health = await get_json(jp_fetch, "health")
+        assert store.generation() == self.generation
+        assert health["credentials"]["docker_host"] == tls_engine.docker_host
+        assert health["status"] == "ok"
+
+
 class TestReload:
     @pytest.fixture
     def jp_server_config(self, store, source_dir):

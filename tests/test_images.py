@@ -38,6 +38,14 @@ def test_singleuser_image_is_the_learners_server(site_images):
                                               entrypoint="sh")
     lessons = run_in(image, "/opt/whale/lessons", entrypoint="ls").split()
     assert "01-first-container.ipynb" in lessons
+    # A new learner's server starts with the lessons in their work directory, without
+    # the outputs CI compares against (the learner makes those).
+    counted = run_in(image, "python3", "-c", (
+        "import glob, nbformat; nbs = [nbformat.read(p, 4) for p in "
+        "glob.glob('/home/learner/work/lessons/*.ipynb')]; "
+        "print(len(nbs), sum(len(c.get('outputs', [])) for nb in nbs for c in nb.cells))"))
+    shipped = len(list((images.SOURCE / "lessons").glob("*.ipynb")))
+    assert counted.split() == [str(shipped), "0"]
 
 
 def test_hub_image_runs_the_site(site_images):

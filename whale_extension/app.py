@@ -5,9 +5,9 @@ import ipaddress
 import os
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 
-from whale_kernel.credentials import CredentialStore
+from whale_kernel.credentials import BundleError, CredentialStore
 
 from .api_handlers import CredentialsHandler, HealthHandler, PortsHandler, ReloadHandler
 from .engine import EngineMonitor, engine_hostname
@@ -84,10 +84,23 @@ class WhaleExtension(ExtensionApp):
         120.0, help="Seconds a proxied HTTP request to a published port may take.",
     ).tag(config=True)
 
+    install_source_on_start = Bool(
+        True, help="Install the bundle at credentials_source (if there is one) when the "
+                   "server starts: the spawner mounts the learner's current credentials "
+                   "there, and an engine that was re-created has new certificates.",
+    ).tag(config=True)
+
     monitor: EngineMonitor
 
     def initialize_settings(self):
         self.store = CredentialStore(self.credentials_dir)
+        source = os.path.expanduser(self.credentials_source)
+        if self.install_source_on_start and source and os.path.isdir(source):
+            try:
+                self.store.install_directory(source)
+            except BundleError as exc:  # the kernel says so at its first cell too
+                self.log.warning("whale: the credentials bundle at %s was refused: %s",
+                                 source, exc)
         self.monitor = EngineMonitor(
             self.store, timeout=self.health_timeout, cache_seconds=self.health_cache_seconds,
             ports_cache_seconds=self.ports_cache_seconds,

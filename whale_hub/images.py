@@ -17,6 +17,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import nbformat
+
 SOURCE = Path(os.environ.get("WHALE_SOURCE", Path(__file__).resolve().parent.parent))
 SITE_IMAGES = SOURCE / "images"
 LESSON_IMAGES = SOURCE / "lessons" / "images"
@@ -123,7 +125,15 @@ def _singleuser_context(ctx: Path) -> None:
     lessons = ctx / "lessons"
     lessons.mkdir()
     for f in (SOURCE / "lessons").glob("*"):
-        if f.suffix in (".ipynb", ".md"):
+        if f.suffix == ".ipynb":
+            # Lessons are stored with the outputs CI compares against; a learner
+            # starts from clean notebooks and makes the outputs themselves.
+            nb = nbformat.read(f, as_version=4)
+            for cell in nb.cells:
+                if cell.cell_type == "code":
+                    cell.outputs, cell.execution_count = [], None
+            nbformat.write(nb, lessons / f.name)
+        elif f.suffix == ".md":
             shutil.copy2(f, lessons / f.name)
 
 
