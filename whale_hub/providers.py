@@ -65,29 +65,28 @@ class SandboxProvider:
             network=s.network_name, labels=s.whale_labels,
         )
 
-    def provision(self) -> Path:
-        """Create or restart the learner's engine without waiting for it to answer;
-        return its bundle directory (blocking)."""
-        host = docker.from_env(timeout=60)
+    def prepare(self) -> Path:
+        """Make what the learner's server needs before it starts: the engine's
+        certificates, its bundle (returned, as a directory) and its network. Quick:
+        the engine itself is started by launch(), while the server starts (blocking)."""
+        self._host = docker.from_env(timeout=60)
         try:
-            engine = self.engine(host)
-            engine.ensure(wait=False)
-            give_to(engine.bundle_dir, self.spawner.learner_uid)
-            return engine.bundle_dir
-        finally:
-            host.close()
+            self._engine = self.engine(self._host)
+            self._engine.prepare()
+            give_to(self._engine.bundle_dir, self.spawner.learner_uid)
+        except BaseException:
+            self._host.close()
+            raise
+        return self._engine.bundle_dir
 
-    def wait_ready(self) -> None:
-        """Wait until the learner's engine answers over TLS (blocking)."""
-        host = docker.from_env(timeout=60)
+    def launch(self) -> None:
+        """Start (or create) the engine prepare() planned and wait until it answers over
+        TLS (blocking)."""
         try:
-            engine = self.engine(host)
-            engine.container = host.containers.get(self.name)
-            engine.port = int(engine.container.attrs["HostConfig"]["PortBindings"]
-                              ["2376/tcp"][0]["HostPort"])
-            engine.wait_ready(timeout=self.spawner.engine_start_timeout)
+            self._engine.launch()
+            self._engine.wait_ready(timeout=self.spawner.engine_start_timeout)
         finally:
-            host.close()
+            self._host.close()
 
     def release(self, remove: bool) -> None:
         """Stop the engine (its images and containers are kept) or remove it entirely."""

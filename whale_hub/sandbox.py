@@ -95,6 +95,37 @@ class SandboxEngine:
         """Create certificates, start the engine and (unless wait=False) wait until it
         answers over TLS."""
         self._remove_container()
+        self._make_new()
+        self.launch()
+        return self.wait_ready(timeout) if wait else None
+
+    def ensure(self, timeout: float = 30.0, wait: bool = True) -> CredentialBundle | None:
+        """Reuse this engine if it exists (starting it if stopped), else create it."""
+        self.prepare()
+        self.launch()
+        return self.wait_ready(timeout) if wait else None
+
+    def prepare(self) -> None:
+        """What a learner's server needs before it starts, quickly (no container is
+        started): the engine's certificates and bundle, and its network. An engine that
+        exists and fits is kept; otherwise a new one is planned. launch() starts it."""
+        try:
+            self.container = self.host.containers.get(self.name)
+            CredentialBundle.load(self.bundle_dir)
+            env = dict(e.split("=", 1) for e in self.container.attrs["Config"]["Env"] or [])
+            if env.get("WHALE_REGISTRY_MIRROR", "") != (self.registry_mirror or ""):
+                raise BundleError("stale", "engine made with another registry mirror")
+        except (NotFound, BundleError):
+            self._remove_container()
+            self._make_new()
+            if self.network:
+                self._ensure_network()
+            return
+        self.port = int(self.container.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"])
+
+    def _make_new(self) -> None:
+        """Certificates and the client bundle of a new engine."""
+        self.container = None
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ca = CertificateAuthority.create(name=f"How to Whale CA for {self.name}")
@@ -105,6 +136,14 @@ class SandboxEngine:
         # A fixed host port (not Docker's random one) survives a stop/start, so the
         # bundle's DOCKER_HOST stays right.
         self.port = self.port or free_port(self.bind_ip)
+        write_client_bundle(self.bundle_dir, ca, client, self.learner_host)
+
+    def launch(self) -> None:
+        """Start the engine prepare() planned: create it, or start it if it is stopped."""
+        if self.container is not None:
+            if self.container.status != "running":
+                self.container.start()
+            return
         env = {}
         if self.registry_mirror:
             env["WHALE_REGISTRY_MIRROR"] = self.registry_mirror
@@ -132,23 +171,6 @@ class SandboxEngine:
                                              ipv4_address=self.network_ip)
         api.start(created["Id"])
         self.container = self.host.containers.get(created["Id"])
-        write_client_bundle(self.bundle_dir, ca, client, self.learner_host)
-        return self.wait_ready(timeout) if wait else None
-
-    def ensure(self, timeout: float = 30.0, wait: bool = True) -> CredentialBundle | None:
-        """Reuse this engine if it exists (starting it if stopped), else create it."""
-        try:
-            self.container = self.host.containers.get(self.name)
-            CredentialBundle.load(self.bundle_dir)
-            env = dict(e.split("=", 1) for e in self.container.attrs["Config"]["Env"] or [])
-            if env.get("WHALE_REGISTRY_MIRROR", "") != (self.registry_mirror or ""):
-                raise BundleError("stale", "engine made with another registry mirror")
-        except (NotFound, BundleError):
-            return self.start(timeout, wait)
-        self.port = int(self.container.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"])
-        if self.container.status != "running":
-            self.container.start()
-        return self.wait_ready(timeout) if wait else None
 
     def wait_ready(self, timeout: float = 30.0) -> CredentialBundle:
         """Wait until the engine answers a TLS ping (and Swarm is active, if asked)."""

@@ -251,11 +251,12 @@ class WhaleSpawner(DockerSpawner):
             else:
                 self._emit(10, "Creating your Docker engine")
                 provider = SandboxProvider(self)
-                bundle_dir = await in_thread(provider.provision, timeout=120)
-                # The engine boots while the notebook server starts: the server needs
-                # its credentials at once, but the engine only at the first cell.
+                bundle_dir = await in_thread(provider.prepare, timeout=120)
+                # The engine is created and boots while the notebook server starts: the
+                # server needs its credentials at once, but the engine only at the
+                # first cell.
                 engine_ready = asyncio.ensure_future(
-                    in_thread(provider.wait_ready, timeout=self.engine_start_timeout + 10))
+                    in_thread(provider.launch, timeout=self.engine_start_timeout + 60))
             self.volumes = dict(self.volumes)
             self.volumes[str(bundle_dir)] = {"bind": BUNDLE_MOUNT, "mode": "ro"}
             self._emit(40, "Starting your notebook server")
