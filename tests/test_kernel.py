@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
@@ -146,6 +148,73 @@ def test_a_finished_command_is_never_taken_for_one_waiting_for_input():
         assert not wrong, wrong[:3]
     finally:
         session.close()
+
+
+def _control(kernel, msg_type: str, timeout: float = 5, **content) -> tuple[dict, float]:
+    """Send a control-channel request; return its reply and how long it took."""
+    request = kernel.kc.session.msg(msg_type, content)
+    start = time.monotonic()
+    kernel.kc.control_channel.send(request)
+    while True:
+        reply = kernel.kc.get_control_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == request["header"]["msg_id"]:
+            return reply, time.monotonic() - start
+
+
+def _running(marker: str) -> bool:
+    """Whether a process whose command line holds `marker` runs on this machine."""
+    wanted = marker.replace(" ", "\0").encode()  # arguments are NUL-separated there
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if wanted in cmdline.read_bytes():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_control_requests_are_answered_while_a_cell_runs(kernel):
+    """A notebook server's control requests do not wait for the running cell: kernel
+    info is answered, and an interrupt sent as a message stops the cell."""
+    msg_id = kernel.kc.execute("sleep 37.25")
+    time.sleep(0.5)
+    info, took = _control(kernel, "kernel_info_request")
+    assert info["content"]["implementation"] and took < 1.0, took
+    assert _running("sleep 37.25")
+    reply, took = _control(kernel, "interrupt_request")
+    assert reply["msg_type"] == "interrupt_reply" and took < 1.0, took
+    execute = kernel._reply(msg_id, timeout=10)
+    assert execute["content"]["ename"] == "KeyboardInterrupt"
+    assert not _running("sleep 37.25")
+    assert kernel.run("echo ready").text.strip() == "ready"
+
+
+def test_run_all_stops_at_the_first_error_and_the_next_cell_runs(kernel):
+    """Cells queued behind a failed one (Run All) are aborted; a cell sent after the
+    front end saw the error runs."""
+    ids = [kernel.kc.execute(code) for code in ("sleep 0.3; false", "echo two", "echo three")]
+    replies = {}
+    while len(replies) < len(ids):
+        reply = kernel.kc.get_shell_msg(timeout=10)
+        replies[reply["parent_header"]["msg_id"]] = reply["content"]["status"]
+    assert [replies[i] for i in ids] == ["error", "aborted", "aborted"]
+    assert kernel.run("echo after").text.strip() == "after"
+
+
+def test_shutdown_while_a_cell_runs_ends_the_cell_and_the_kernel(store):
+    driver = start_kernel(store)
+    try:
+        driver.kc.execute("docker version >/dev/null; sleep 41.75")
+        time.sleep(0.5)
+        reply, took = _control(driver, "shutdown_request", restart=False)
+        assert reply["content"]["status"] == "ok" and took < 1.0, took
+        deadline = time.monotonic() + 5
+        while driver.km.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not driver.km.is_alive(), "the kernel did not exit after its shutdown reply"
+        assert not _running("sleep 41.75")
+    finally:
+        stop_kernel(driver)
 
 
 def test_exit_restarts_the_shell(kernel):

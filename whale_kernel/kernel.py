@@ -15,7 +15,7 @@ from . import __version__
 from .completion import DockerCompleter
 from .credentials import BundleError, CredentialBundle, default_store, parse_env
 from .engine_errors import NO_ENGINE_HOST, explain_output
-from .protocol import KernelServer, StdinNotAllowed
+from .protocol import KernelServer, ShutdownRequested, StdinNotAllowed
 from .shell import BashSession
 from .terminal import TerminalScreen
 
@@ -188,7 +188,10 @@ class DockerKernel(KernelServer):
         if self._bundle_problem and prefix:
             screen.feed(f"whale: your Docker credentials have a problem: {self._bundle_problem}\n")
         try:
-            result = self.bash.run(code, on_output, on_input=on_input, prefix=prefix)
+            result = self.bash.run(code, on_output, on_input=on_input, prefix=prefix,
+                                   on_tick=self.poll_control)
+        except ShutdownRequested:
+            raise
         except Exception as exc:  # the shell is gone in a way we cannot recover from
             self.bash.close()
             self._start_bash()

@@ -5,6 +5,10 @@ start on these machines, for a kernel that never runs Python code. Message frami
 signing and parsing are jupyter_client's Session; this module only routes requests
 to handlers and keeps the protocol's bookkeeping (busy/idle, execute_input, stdin
 round trips, aborting queued cells after an error, shutdown, interrupt).
+
+Control requests are answered between cells and, through poll_control(), which the
+running cell calls a few times a second, while a cell runs: a notebook server that
+shuts a kernel down or interrupts it by message does not wait for `docker logs -f`.
 """
 from __future__ import annotations
 
@@ -22,6 +26,11 @@ PROTOCOL_VERSION = "5.4"
 
 class StdinNotAllowed(Exception):
     """The front end did not allow input for this request."""
+
+
+class ShutdownRequested(Exception):
+    """A shutdown request arrived while a cell ran (it was answered): the cell ends,
+    and the kernel with it."""
 
 
 class KernelServer:
@@ -59,6 +68,7 @@ class KernelServer:
         self._parent_idents: list = []
         self._allow_stdin = False
         self._running = True
+        self._shutdown_after_cell: bool | None = None
 
     # -- subclass API -------------------------------------------------------------
     def do_execute(self, code: str, silent: bool, store_history: bool = True,
@@ -93,6 +103,7 @@ class KernelServer:
                           parent=self._parent, ident=self._parent_idents)
         while True:
             if not self.stdin_socket.poll(100):
+                self.poll_control()  # an interrupt or shutdown while we wait
                 continue
             idents, msg = self._recv(self.stdin_socket)
             if msg["header"]["msg_type"] == "input_reply":
@@ -100,6 +111,35 @@ class KernelServer:
 
     def getpass(self, prompt: str = "") -> str:
         return self.raw_input(prompt, password=True)
+
+    def poll_control(self) -> None:
+        """Answer control requests that arrived while a cell runs (never blocks).
+
+        After its reply is sent, an interrupt_request raises KeyboardInterrupt (the
+        cell stops as with ^C) and a shutdown_request raises ShutdownRequested (the
+        cell is abandoned, the kernel stops). The cell's own request stays the parent
+        of its outputs.
+        """
+        while self.control_socket.poll(0):
+            try:
+                idents, msg = self._recv(self.control_socket)
+            except Exception as exc:
+                print(f"whale kernel: dropped invalid message: {exc}", file=sys.stderr)
+                continue
+            msg_type = msg["header"]["msg_type"]
+            if msg_type == "shutdown_request":
+                restart = bool(msg["content"].get("restart", False))
+                self.session.send(self.control_socket, "shutdown_reply",
+                                  {"status": "ok", "restart": restart}, parent=msg, ident=idents)
+                self._running, self._shutdown_after_cell = False, restart
+                raise ShutdownRequested()
+            handler = getattr(self, f"_on_{msg_type}", None)
+            if handler is None:
+                continue
+            reply_type, content = handler(msg)
+            self.session.send(self.control_socket, reply_type, content, parent=msg, ident=idents)
+            if msg_type == "interrupt_request":
+                raise KeyboardInterrupt()
 
     # -- the loop -----------------------------------------------------------------
     def start(self) -> None:
@@ -120,6 +160,8 @@ class KernelServer:
                     self._dispatch(self.shell_socket)
             except KeyboardInterrupt:
                 continue
+        if self._shutdown_after_cell is not None:
+            self.do_shutdown(self._shutdown_after_cell)
         self.close()
 
     def close(self) -> None:
@@ -131,8 +173,8 @@ class KernelServer:
     def _heartbeat(self) -> None:
         try:
             zmq.device(zmq.QUEUE, self._hb, self._hb)
-        except zmq.ZMQError:
-            pass
+        except zmq.ZMQError:  # the context is terminating: close our socket, or term() waits
+            self._hb.close(linger=0)
 
     def _topic(self, msg_type: str) -> bytes:
         return f"kernel.{self.ident}.{msg_type}".encode()
@@ -160,16 +202,18 @@ class KernelServer:
             if handler is None:
                 return  # comm messages and unknown requests need no reply
             reply_type, content = handler(msg)
-            self.session.send(socket, reply_type, content, parent=msg, ident=idents)
             if msg_type == "execute_request" and content.get("status") == "error" and \
                     msg["content"].get("stop_on_error", True):
+                # Before the reply: what was queued behind the failed cell (Run All) is
+                # aborted, and nothing sent after the front end saw the error is.
                 self._abort_queued(socket)
+            self.session.send(socket, reply_type, content, parent=msg, ident=idents)
         finally:
             self._publish_status("idle", msg)
 
     def _abort_queued(self, socket) -> None:
         """After a failed cell, cells queued behind it (Run All) are not run."""
-        while socket.poll(50):
+        while socket.poll(0):
             idents, msg = self._recv(socket)
             self._publish_status("busy", msg)
             if msg["header"]["msg_type"] == "execute_request":
@@ -206,6 +250,9 @@ class KernelServer:
         try:
             reply = self.do_execute(c["code"], silent, store, c.get("user_expressions"),
                                     self._allow_stdin)
+        except ShutdownRequested:
+            reply = {"status": "error", "ename": "ShutdownRequested",
+                     "evalue": "the kernel was shut down while this cell ran", "traceback": []}
         finally:
             self._allow_stdin = False
         reply.setdefault("execution_count", self.execution_count)
@@ -229,6 +276,9 @@ class KernelServer:
 
     def _on_comm_info_request(self, msg):
         return "comm_info_reply", {"status": "ok", "comms": {}}
+
+    def _on_interrupt_request(self, msg):
+        return "interrupt_reply", {"status": "ok"}
 
     def _on_shutdown_request(self, msg):
         restart = bool(msg["content"].get("restart", False))

@@ -103,10 +103,17 @@ class BashSession:
     def close(self) -> None:
         """Stop bash and everything it started on its terminal."""
         if self.child is not None and self.child.isalive():
-            try:
-                os.killpg(self.child.pid, signal.SIGHUP)
-            except OSError:
-                pass
+            # The running command has a process group of its own (job control): hang
+            # it up too, then bash, which hangs up its other jobs as it exits.
+            fg = self._foreground()
+            if fg and fg != self.child.pid:
+                _killpg(fg, signal.SIGHUP)
+            _killpg(self.child.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 0.5
+            while self.child.isalive() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if fg and fg != self.child.pid:
+                _killpg(fg, signal.SIGKILL)
             self.child.close(force=True)
         for f in self.runtime.glob("*"):
             f.unlink(missing_ok=True)
@@ -119,19 +126,22 @@ class BashSession:
     def run(self, code: str, on_output: Callable[[str], None], *,
             on_input: Callable[[str], str | None] | None = None,
             prefix: str = "", flush_interval: float = 0.03,
-            idle_check: float = 0.15) -> CellResult:
+            idle_check: float = 0.15, on_tick=None) -> CellResult:
         """Run a cell; on_output receives terminal output as it is produced.
 
         on_input(prompt) is called when the running command blocks reading the
         terminal; it returns the line to send, or None for end-of-input.
+        on_tick(), if given, is called between reads (at least every idle_check
+        seconds); a KeyboardInterrupt it raises stops the command like ^C.
         Raises KeyboardInterrupt through to the caller only after the shell is back.
         """
         assert self.child is not None
         self.cell_file.write_text(code if code.endswith("\n") else code + "\n")
         self.child.send(f"{prefix}. {shlex.quote(str(self.cell_file))}\n")
-        return self._collect(on_output, on_input, flush_interval, idle_check)
+        return self._collect(on_output, on_input, flush_interval, idle_check, on_tick)
 
-    def _collect(self, on_output, on_input, flush_interval, idle_check) -> CellResult:
+    def _collect(self, on_output, on_input, flush_interval, idle_check,
+                 on_tick=None) -> CellResult:
         child = self.child
         buf = ""
         last_output = time.monotonic()
@@ -154,6 +164,8 @@ class BashSession:
                     self.start()
                     return CellResult(status=None, interrupted=interrupted, restarted=True,
                                       stdin_ended=stdin_ended)
+                if on_tick is not None and ladder_start is None:
+                    on_tick()
                 now = time.monotonic()
                 if chunk:
                     buf += chunk
