@@ -120,7 +120,8 @@ def ports(client) -> str:
     bindings = (c.attrs["NetworkSettings"]["Ports"] or {}).get("80/tcp") or []
     if "8081" not in {b["HostPort"] for b in bindings}:
         raise Missing("`site` runs, but its port 80 is not published on port 8081")
-    page = _fetch(client, "http://localhost:8081/", network_mode="host")
+    page = _fetch(client, "http://host.docker.internal:8081/",
+                  extra_hosts={"host.docker.internal": "host-gateway"})
     if page is None:
         raise Missing("port 8081 of the engine's machine does not answer")
     if "Hello from a container" not in page:

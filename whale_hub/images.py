@@ -62,12 +62,13 @@ def ensure_base() -> None:
     subprocess.run([str(SITE_IMAGES / "base" / "build.sh"), BASE_IMAGE], check=True)
 
 
-def _source_digest() -> str:
-    """A digest of everything that goes into the single-user image."""
+def _source_digest(roots: list[Path] | None = None) -> str:
+    """A digest of everything that goes into the single-user image (or of `roots`)."""
     h = hashlib.sha256()
-    roots = [SOURCE / "setup.py", SITE_IMAGES / "singleuser", SITE_IMAGES / "hub",
-             SOURCE / "lessons"]
-    roots += [SOURCE / p for p in ("whale_kernel", "whale_extension", "whale_hub")]
+    if roots is None:
+        roots = [SOURCE / "setup.py", SITE_IMAGES / "singleuser", SITE_IMAGES / "hub",
+                 SOURCE / "lessons"]
+        roots += [SOURCE / p for p in ("whale_kernel", "whale_extension", "whale_hub")]
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for f in files:
@@ -152,17 +153,19 @@ def ensure_site_images(force: bool = False, extra_ca: str | None = None,
     for tag, directory in SITE.items():
         if only is not None and tag not in only:
             continue
-        digest = _source_digest() if directory in _CONTEXTS else None
-        if not force and image_exists(tag) and (
-                digest is None or _image_label(tag, "org.howtowhale.source") == digest):
+        # Rebuilt when what goes into it changed.
+        digest = (_source_digest() if directory in _CONTEXTS
+                  else _source_digest([SITE_IMAGES / directory]))
+        if not force and image_exists(tag) and \
+                _image_label(tag, "org.howtowhale.source") == digest:
             continue
         ensure_base()
         previous = _image_id(tag)
         args = ["build", "-q", "-t", tag]
         if extra_ca:
             args += ["--build-arg", f"EXTRA_CA={Path(extra_ca).read_text()}"]
-        if digest:
-            args += ["--label", f"org.howtowhale.source={digest}"]
+        args += ["--label", f"org.howtowhale.source={digest}"]
+        if directory in _CONTEXTS:
             with tempfile.TemporaryDirectory(prefix=f"whale-{directory}-") as ctx:
                 globals()[_CONTEXTS[directory]](Path(ctx))
                 _docker([*args, ctx])

@@ -62,7 +62,7 @@ class SandboxProvider:
             registry_mirror=s.registry_mirror or None, swarm=s.engine_swarm,
             mem_limit=s.engine_mem_limit or None, pids_limit=s.engine_pids_limit or None,
             nano_cpus=int(s.engine_cpu_limit * 1e9) if s.engine_cpu_limit else None,
-            network=s.network_name, labels=s.whale_labels,
+            network=s.network_name, labels=s.whale_labels, policy=s.engine_policy,
         )
 
     def prepare(self) -> Path:

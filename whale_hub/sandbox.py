@@ -52,8 +52,11 @@ class SandboxEngine:
                  swarm: bool = False, mem_limit: str | None = None,
                  pids_limit: int | None = None, nano_cpus: int | None = None,
                  labels: dict[str, str] | None = None, network: str | None = None,
-                 network_ip: str | None = None):
+                 network_ip: str | None = None, policy: bool = True):
         self.name = name
+        # The classroom policy (images/engine/whale-policy): user namespaces, and no
+        # privileged containers, host namespaces or system bind mounts.
+        self.policy = policy
         self.state_dir = Path(state_dir)
         self.image = image
         self.host = host or docker.from_env()
@@ -115,6 +118,8 @@ class SandboxEngine:
             env = dict(e.split("=", 1) for e in self.container.attrs["Config"]["Env"] or [])
             if env.get("WHALE_REGISTRY_MIRROR", "") != (self.registry_mirror or ""):
                 raise BundleError("stale", "engine made with another registry mirror")
+            if env.get("WHALE_ENGINE_POLICY", "1") != ("1" if self.policy else "0"):
+                raise BundleError("stale", "engine made with another classroom policy")
         except (NotFound, BundleError):
             self._remove_container()
             self._make_new()
@@ -149,6 +154,8 @@ class SandboxEngine:
             env["WHALE_REGISTRY_MIRROR"] = self.registry_mirror
         if self.swarm:
             env["WHALE_SWARM"] = "1"
+        if not self.policy:
+            env["WHALE_ENGINE_POLICY"] = "0"
         api = self.host.api
         host_config = api.create_host_config(
             port_bindings={2376: (self.bind_ip, self.port)},

@@ -69,6 +69,11 @@ class WhaleSpawner(DockerSpawner):
                             help="Most processes a sandbox engine and its containers may run.")
     engine_swarm = Bool(False, config=True,
                         help="Initialise each sandbox engine as a one-node Swarm (Swarm lesson).")
+    engine_policy = Bool(True, config=True,
+                         help="""Run sandbox engines as classroom engines: containers in a user
+                         namespace, and no privileged containers, host namespaces, added
+                         capabilities, devices or system bind mounts. Turn it off only for
+                         a class you trust that needs them.""")
     engine_start_timeout = Float(60, config=True,
                                  help="Seconds to wait for a sandbox engine to answer over TLS.")
     registry_mirror = Unicode("", config=True,

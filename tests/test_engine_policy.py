@@ -1,0 +1,151 @@
+"""A learner's engine is safe to hand to a stranger: containers run in a user namespace,
+and the whale-policy authorization plugin refuses what would reach past the engine.
+Driven through the real docker CLI against a real TLS engine."""
+from __future__ import annotations
+
+import base64
+import importlib.machinery
+import importlib.util
+import json
+import os
+import subprocess
+
+import pytest
+
+from whale_hub import images
+from whale_kernel.credentials import CredentialBundle
+
+REFUSED = "is not allowed on this classroom engine"
+
+
+@pytest.fixture(scope="module")
+def docker_env(tls_engine):
+    return dict(os.environ, **CredentialBundle.load(tls_engine.bundle_dir).env)
+
+
+def docker(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, what", [
+    (["--privileged"], "a privileged container (--privileged)"),
+    (["--userns=host", "--privileged"], "a privileged container"),
+    (["--userns=host"], "sharing the engine's namespace (--userns=host)"),
+    (["--pid=host"], "sharing the engine's namespace (--pid=host)"),
+    (["--ipc=host"], "sharing the engine's namespace (--ipc=host)"),
+    (["--cap-add", "SYS_ADMIN"], "adding kernel capabilities (SYS_ADMIN)"),
+    (["--cap-add", "ALL"], "adding kernel capabilities (ALL)"),
+    (["--device", "/dev/null:/dev/x"], "access to the engine's devices (--device)"),
+    (["--security-opt", "apparmor=unconfined"], "the security option 'apparmor=unconfined'"),
+    (["-v", "/:/host"], "a bind mount of the engine's whole filesystem (/)"),
+    (["-v", "/var/run/docker.sock:/docker.sock"], "a bind mount of the engine's /run/docker.sock"),
+    (["--mount", "type=bind,source=/etc,target=/x"], "a bind mount of the engine's /etc"),
+])
+def test_what_would_reach_the_engine_is_refused_with_a_reason(docker_env, args, what):
+    out = docker(docker_env, "run", "--rm", *args, "busybox", "true")
+    assert out.returncode != 0
+    assert what in out.stderr and REFUSED in out.stderr, out.stderr
+
+
+def test_a_symlink_to_the_engine_root_does_not_get_past_the_bind_check(docker_env):
+    made = docker(docker_env, "run", "--rm", "-v", "/tmp:/t", "busybox", "ln", "-sfn", "/",
+                  "/t/whale-policy-root")
+    assert made.returncode == 0, made.stderr
+    out = docker(docker_env, "run", "--rm", "-v", "/tmp/whale-policy-root:/h", "busybox", "true")
+    assert "whole filesystem (/)" in out.stderr and out.returncode != 0
+    docker(docker_env, "run", "--rm", "-v", "/tmp:/t", "busybox", "rm", "/t/whale-policy-root")
+
+
+def test_privileged_exec_is_refused_and_plain_exec_works(docker_env):
+    name = f"policy-exec-{os.getpid()}"
+    assert docker(docker_env, "run", "-d", "--name", name, "busybox", "sleep", "60").returncode == 0
+    try:
+        refused = docker(docker_env, "exec", "--privileged", name, "true")
+        assert "a privileged exec session" in refused.stderr and refused.returncode != 0
+        assert docker(docker_env, "exec", name, "echo", "ok").stdout.strip() == "ok"
+    finally:
+        docker(docker_env, "rm", "-f", name)
+
+
+def test_what_lessons_do_is_allowed(docker_env):
+    """Named volumes, bind mounts of ordinary directories, dropped or default capabilities,
+    publishing ports and reaching them through host-gateway all work."""
+    volume = f"policy-vol-{os.getpid()}"
+    web = f"policy-web-{os.getpid()}"
+    try:
+        assert docker(docker_env, "run", "--rm", "-v", f"{volume}:/v", "busybox", "sh", "-c",
+                      "echo kept > /v/f").returncode == 0
+        out = docker(docker_env, "run", "--rm", "-v", "/tmp/whale-policy-ok:/d", "--cap-drop", "ALL",
+                     "--cap-add", "NET_BIND_SERVICE", "busybox", "sh", "-c",
+                     "echo hi > /d/f && cat /d/f")
+        assert out.stdout.strip() == "hi", out.stderr
+        assert docker(docker_env, "run", "-d", "--name", web, "-p", "18089:80", "busybox",
+                      "httpd", "-f", "-p", "80", "-h", "/etc").returncode == 0
+        page = docker(docker_env, "run", "--rm", "--add-host", "host.docker.internal:host-gateway",
+                      "busybox", "sh", "-c", "sleep 0.5; wget -qO- http://host.docker.internal:18089/hostname")
+        assert page.returncode == 0 and page.stdout.strip(), page.stderr
+    finally:
+        docker(docker_env, "rm", "-f", web)
+        docker(docker_env, "volume", "rm", "-f", volume)
+        docker(docker_env, "run", "--rm", "-v", "/tmp:/t", "busybox", "rm", "-rf", "/t/whale-policy-ok")
+
+
+def test_root_in_a_container_is_not_root_on_the_engine(docker_env, tls_engine, host_docker):
+    name = f"policy-uid-{os.getpid()}"
+    assert docker(docker_env, "run", "-d", "--name", name, "busybox", "sleep", "60").returncode == 0
+    try:
+        assert docker(docker_env, "exec", name, "id", "-u").stdout.strip() == "0"
+        pid = docker(docker_env, "inspect", "-f", "{{.State.Pid}}", name).stdout.strip()
+        engine = host_docker.containers.get(tls_engine.container.id)
+        status = engine.exec_run(["cat", f"/proc/{pid}/status"]).output.decode()
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+        assert all(int(u) >= 100000 for u in uids), status
+        info = json.loads(docker(docker_env, "info", "--format", "{{json .}}").stdout)
+        assert "whale-policy" in info["Plugins"]["Authorization"]
+        assert any("userns" in opt for opt in info["SecurityOptions"])
+    finally:
+        docker(docker_env, "rm", "-f", name)
+
+
+def test_an_operator_can_turn_the_policy_off(engine_image, host_docker, tmp_path_factory):
+    from conftest import start_engine
+
+    engine = start_engine("nopolicy", tmp_path_factory, host_docker, policy=False)
+    try:
+        env = dict(os.environ, **CredentialBundle.load(engine.bundle_dir).env)
+        info = json.loads(docker(env, "info", "--format", "{{json .}}").stdout)
+        assert not info["Plugins"]["Authorization"]
+        assert not any("userns" in opt for opt in info["SecurityOptions"])
+    finally:
+        engine.remove()
+
+
+# -- the policy's rules, for what a one-node engine here cannot show ---------------------
+def _policy():
+    path = images.SITE_IMAGES / "engine" / "whale-policy"
+    loader = importlib.machinery.SourceFileLoader("whale_policy", str(path))
+    spec = importlib.util.spec_from_loader("whale_policy", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _request(uri: str, body: dict, method: str = "POST") -> dict:
+    return {"RequestMethod": method, "RequestUri": uri,
+            "RequestBody": base64.b64encode(json.dumps(body).encode()).decode()}
+
+
+def test_swarm_services_and_plugins_follow_the_same_rules():
+    policy = _policy()
+    spec = {"TaskTemplate": {"ContainerSpec": {"Image": "busybox"}}}
+    assert policy.decide(_request("/v1.41/services/create", spec)) is None
+    spec["TaskTemplate"]["ContainerSpec"]["CapabilityAdd"] = ["CAP_SYS_ADMIN"]
+    assert "SYS_ADMIN" in policy.decide(_request("/v1.41/services/create", spec))
+    bind = {"TaskTemplate": {"ContainerSpec": {"Mounts": [{"Type": "bind", "Source": "/proc"}]}}}
+    assert "/proc" in policy.decide(_request("/v1.41/services/abc/update", bind))
+    assert "plugin" in policy.decide(_request("/v1.41/plugins/pull?remote=x", {}))
+    # Reading is never refused, and an unreadable body is not let through.
+    assert policy.decide(_request("/v1.41/containers/json", {}, method="GET")) is None
+    garbled = {"RequestMethod": "POST", "RequestUri": "/v1.41/containers/create",
+               "RequestBody": base64.b64encode(b"{not json").decode()}
+    assert "could not be read" in policy.decide(garbled)
