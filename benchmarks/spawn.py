@@ -120,10 +120,14 @@ def measure(hub: Hub, learners: int, label: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--learners", type=int, default=5)
+    ap.add_argument("--hubs", default="plain,whale",
+                    help="which hubs to measure (comma-separated; the ratio needs both)")
+    ap.add_argument("--keep-logs", action="store_true",
+                    help="keep each hub's state directory (its hub.log has a line per spawn)")
     args = ap.parse_args()
     build_plain()
     results = {}
-    for label in ("plain", "whale"):
+    for label in args.hubs.split(","):
         state = Path(tempfile.mkdtemp(prefix=f"whale-spawn-{label}-"))
         cfg = None
         if label == "plain":
@@ -135,14 +139,24 @@ def main() -> None:
             results[label] = measure(hub, args.learners, label)
         finally:
             hub.close()
+        log = (state / "hub.log").read_text(errors="replace")
+        results[label]["phases"] = [line.split("]", 1)[-1].strip()
+                                    for line in log.splitlines() if "spawned in" in line]
+        if not args.keep_logs:
+            shutil.rmtree(state, ignore_errors=True)
     print(f"{args.learners} learners, started one after another\n")
     print(f"{'':<8}{'spawn median':>14}{'spawn max':>12}{'idle MiB/learner':>18}")
     for label, r in results.items():
         print(f"{label:<8}{statistics.median(r['times']):>12.2f} s{max(r['times']):>10.2f} s"
               f"{statistics.median(r['mems']):>16.0f}")
-    w, p = results["whale"], results["plain"]
-    ratio = statistics.median(w["times"]) / statistics.median(p["times"])
-    print(f"\nratio whale/plain: spawn median {ratio:.2f}")
+    for label, r in results.items():
+        if r["phases"]:
+            print(f"\n{label}: where the time went, per spawn (the spawner's log)")
+            print("\n".join(f"  {line}" for line in r["phases"]))
+    if "whale" in results and "plain" in results:
+        w, p = results["whale"], results["plain"]
+        ratio = statistics.median(w["times"]) / statistics.median(p["times"])
+        print(f"\nratio whale/plain: spawn median {ratio:.2f}")
 
 
 if __name__ == "__main__":

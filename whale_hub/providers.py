@@ -68,7 +68,7 @@ class SandboxProvider:
     def prepare(self) -> Path:
         """Make what the learner's server needs before it starts: the engine's
         certificates, its bundle (returned, as a directory) and its network. Quick:
-        the engine itself is started by launch(), while the server starts (blocking)."""
+        the engine itself is started by launch(), while the server starts."""
         self._host = docker.from_env(timeout=60)
         try:
             self._engine = self.engine(self._host)

@@ -241,6 +241,8 @@ class WhaleSpawner(DockerSpawner):
 
     async def start(self):
         self._whale_events, self._whale_done = [], False
+        t0 = time.monotonic()
+        marks: dict[str, float] = {}
         try:
             self.network_name = f"whale-net-{safe_name(self.user.name)}"
             kind = self._engine_kind()
@@ -257,6 +259,7 @@ class WhaleSpawner(DockerSpawner):
                 self._emit(10, "Creating your Docker engine")
                 provider = SandboxProvider(self)
                 bundle_dir = await in_thread(provider.prepare, timeout=120)
+                marks["engine prepared"] = time.monotonic() - t0
                 # The engine is created and boots while the notebook server starts: the
                 # server needs its credentials at once, but the engine only at the
                 # first cell.
@@ -271,10 +274,16 @@ class WhaleSpawner(DockerSpawner):
                 if engine_ready is not None:
                     engine_ready.cancel()
                 raise
+            marks["server container started"] = time.monotonic() - t0
             if engine_ready is not None:
                 await engine_ready
+                marks["engine answered"] = time.monotonic() - t0
             self._emit(80, "Your Docker engine is ready; waiting for your notebook server")
             await self._wait_http(*result)
+            marks["server answered"] = time.monotonic() - t0
+            # One line per spawn, for operators: where the time went.
+            self.log.info("%s: spawned in %.2f s (%s)", self.user.name, marks["server answered"],
+                          ", ".join(f"{k} at {v:.2f} s" for k, v in marks.items()))
             return result
         except BundleError as exc:
             self._emit(100, f"Your Docker engine could not be used: {exc}")
