@@ -149,3 +149,44 @@ def test_swarm_services_and_plugins_follow_the_same_rules():
     garbled = {"RequestMethod": "POST", "RequestUri": "/v1.41/containers/create",
                "RequestBody": base64.b64encode(b"{not json").decode()}
     assert "could not be read" in policy.decide(garbled)
+
+
+def test_an_engine_from_an_older_image_is_replaced(engine_image, host_docker, tmp_path_factory):
+    """After an upgrade of the engine image (say, to one with the classroom policy), a
+    learner's existing engine is made again from the new image; an engine that is up to
+    date is kept, with what the learner made on it."""
+    from conftest import TEST_LABEL
+    from whale_hub.sandbox import SandboxEngine
+
+    older = f"whale-test-older-engine:{os.getpid()}"
+    host_docker.images.get(engine_image).tag(older)
+    state = tmp_path_factory.mktemp("upgrade")
+    name = f"whale-test-upgrade-{os.getpid()}"
+    labels = {TEST_LABEL: str(os.getpid())}
+    try:
+        SandboxEngine(name, state, host=host_docker, image=older, labels=labels).ensure()
+        first = host_docker.containers.get(name).id
+        # The same image: kept.
+        same = SandboxEngine(name, state, host=host_docker, image=older, labels=labels)
+        same.prepare()
+        assert same.container is not None and same.container.id == first
+        # Another image under the name the spawner uses: replaced.
+        host_docker.images.remove(older, noprune=True)
+        rebuilt = subprocess.run(["docker", "build", "-q", "-t", older, "-"], text=True,
+                                 input=f"FROM {engine_image}\nLABEL whale.test=newer\n",
+                                 capture_output=True, timeout=120)
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        newer = SandboxEngine(name, state, host=host_docker, image=older, labels=labels)
+        newer.prepare()
+        assert newer.container is None  # a new engine is planned; launch() makes it
+        newer.launch()
+        assert host_docker.containers.get(name).id != first
+        assert host_docker.containers.get(name).image.id == host_docker.images.get(older).id
+        newer.remove()
+    finally:
+        for c in host_docker.containers.list(all=True, filters={"name": name}):
+            c.remove(force=True, v=True)
+        try:
+            host_docker.images.remove(older, force=True, noprune=True)
+        except Exception:
+            pass

@@ -111,7 +111,9 @@ class SandboxEngine:
     def prepare(self) -> None:
         """What a learner's server needs before it starts, quickly (no container is
         started): the engine's certificates and bundle, and its network. An engine that
-        exists and fits is kept; otherwise a new one is planned. launch() starts it."""
+        exists and fits is kept (with what the learner made on it); one made with another
+        mirror, policy or engine image (an upgrade: say, one without the classroom
+        policy) is replaced by a new one. launch() starts it."""
         try:
             self.container = self.host.containers.get(self.name)
             CredentialBundle.load(self.bundle_dir)
@@ -120,6 +122,8 @@ class SandboxEngine:
                 raise BundleError("stale", "engine made with another registry mirror")
             if env.get("WHALE_ENGINE_POLICY", "1") != ("1" if self.policy else "0"):
                 raise BundleError("stale", "engine made with another classroom policy")
+            if self.container.attrs["Image"] != self.host.images.get(self.image).id:
+                raise BundleError("stale", "engine made from an older engine image")
         except (NotFound, BundleError):
             self._remove_container()
             self._make_new()
