@@ -13,16 +13,10 @@ import urllib.request
 
 import pytest
 
-try:
-    from browser import AVAILABLE, MISSING, start_chromium
-    from bundle_corpus import zip_bytes
-    from conftest import engine_client_for, engine_env, start_engine
-    from extension_fixtures import bundle_files, engine_ip, free_port
-except ImportError:  # tests/ imported as a package
-    from tests.browser import AVAILABLE, MISSING, start_chromium
-    from tests.bundle_corpus import zip_bytes
-    from tests.conftest import engine_client_for, engine_env, start_engine
-    from tests.extension_fixtures import bundle_files, engine_ip, free_port
+from browser import AVAILABLE, MISSING, start_chromium
+from bundle_corpus import zip_bytes
+from conftest import engine_client_for, engine_env, start_engine
+from extension_fixtures import bundle_files, engine_ip, free_port
 
 from whale_hub import images
 from whale_kernel.credentials import CredentialStore

@@ -36,12 +36,8 @@ from whale_kernel.credentials import (
     read_archive,
 )
 
-try:
-    from bundle_corpus import (HOST, Pki, carina_files, context_files, context_tar,
-                               encrypted_key, env_text, tar_bytes, utcnow, zip_bytes)
-except ImportError:  # tests/ imported as a package
-    from tests.bundle_corpus import (HOST, Pki, carina_files, context_files, context_tar,
-                                     encrypted_key, env_text, tar_bytes, utcnow, zip_bytes)
+from bundle_corpus import (HOST, Pki, carina_files, context_files, context_tar,
+                           encrypted_key, env_text, tar_bytes, utcnow, zip_bytes)
 
 
 @pytest.fixture(scope="module")

@@ -17,30 +17,17 @@ from tornado.httpclient import HTTPClientError
 
 from whale_kernel.credentials import CredentialBundle, CredentialStore
 
-try:
-    from bundle_corpus import Pki, carina_files, context_tar, zip_bytes
-    from conftest import engine_env, engine_id, start_engine, start_kernel, stop_kernel
-    from extension_fixtures import (
-        bundle_files,
-        engine_ip,
-        free_port,
-        server_config,
-        silent_listener,
-        with_host,
-    )
-    from test_credentials import CORPUS
-except ImportError:  # tests/ imported as a package
-    from tests.bundle_corpus import Pki, carina_files, context_tar, zip_bytes
-    from tests.conftest import engine_env, engine_id, start_engine, start_kernel, stop_kernel
-    from tests.extension_fixtures import (
-        bundle_files,
-        engine_ip,
-        free_port,
-        server_config,
-        silent_listener,
-        with_host,
-    )
-    from tests.test_credentials import CORPUS
+from bundle_corpus import Pki, carina_files, context_tar, zip_bytes
+from conftest import engine_env, engine_id, start_engine, start_kernel, stop_kernel
+from extension_fixtures import (
+    bundle_files,
+    engine_ip,
+    free_port,
+    server_config,
+    silent_listener,
+    with_host,
+)
+from test_credentials import CORPUS
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

@@ -13,18 +13,8 @@ import time
 import pytest
 from tornado.httpclient import HTTPClientError
 
-try:
-    from conftest import engine_client_for
-    from extension_fixtures import bundle_files, engine_ip, free_port, server_config, with_host
-except ImportError:  # tests/ imported as a package
-    from tests.conftest import engine_client_for
-    from tests.extension_fixtures import (
-        bundle_files,
-        engine_ip,
-        free_port,
-        server_config,
-        with_host,
-    )
+from conftest import engine_client_for
+from extension_fixtures import bundle_files, engine_ip, free_port, server_config, with_host
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
