@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import pytest
 from jupyter_client.manager import KernelManager
 
 from whale_hub import images
+from whale_hub.engine_disk import unmount_orphans
 from whale_hub.registry import RegistryMirror
 from whale_hub.sandbox import SandboxEngine
 from whale_kernel.credentials import CredentialStore
@@ -35,6 +37,10 @@ def host_docker():
         m = re.match(r"(?:jupyter|whale-engine)-t(\d+)[0-9a-f]{4}-", c.name)
         if m and not os.path.exists(f"/proc/{m.group(1)}"):
             c.remove(force=True, v=True)
+    # The disks of those engines (mounted below pytest's temporary directories).
+    def exists(name: str) -> bool:
+        return bool(client.containers.list(all=True, filters={"name": f"^{name}$"}))
+    unmount_orphans(tempfile.gettempdir(), exists)
     yield client
     client.close()
 

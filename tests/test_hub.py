@@ -13,8 +13,9 @@ import requests
 
 from conftest import engine_id, start_engine
 from hub_fixtures import Hub, ensure_images
-from whale_hub.providers import OWNER_LABEL, SITE_LABEL, safe_name, site_id_of
 from whale_hub.sandbox import LABEL
+from whale_hub.slugs import (OWNER_LABEL, SITE_LABEL, bridge_options, engine_container, learner_network,
+                             learner_slug, server_container, site_id_of, work_volume)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_two_learners_get_their_own_engines(hub):
     assert "alice-only" not in hub.run(b, "docker volume ls -q")
     assert "alice-net" not in hub.run(b, "docker network ls --format '{{.Name}}'")
     # B's server cannot even reach A's engine by name.
-    out = hub.run(b, f"DOCKER_HOST=tcp://whale-engine-{a}:2376 docker ps 2>&1; true")
+    out = hub.run(b, f"DOCKER_HOST=tcp://{engine_container(learner_slug(a))}:2376 docker ps 2>&1; true")
     assert "whale: cannot use your Docker engine" in out
     # The lessons are there, and the kernel is the docker one.
     listing = hub.server(a, "GET", "/contents/lessons").json()
@@ -95,13 +96,16 @@ def test_bring_your_own_engine_on_the_spawn_form(hub, tmp_path_factory, host_doc
     assert re.search(r"cert\.pem|key\.pem", bad.text), bad.text[-2000:]
     assert not hub.api("GET", f"/users/{c}").json().get("servers")
     # A good one: an engine of the learner's own. It stands for a machine on the
-    # learner's network: a fixed address on the network their server joins.
+    # learner's network: a fixed address on the network their server joins (labelled as
+    # the learner's, or the spawner would leave it alone and make another).
     # Docker picks a free subnet; it is then declared explicitly, as fixed addresses need.
-    probe = host_docker.networks.create(f"whale-net-{safe_name(c)}", driver="bridge")
+    network = learner_network(learner_slug(c))
+    probe = host_docker.networks.create(network, driver="bridge")
     subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
     probe.remove()
     net = host_docker.networks.create(
-        f"whale-net-{safe_name(c)}", driver="bridge",
+        network, driver="bridge", options=bridge_options(network),
+        labels={OWNER_LABEL: c, SITE_LABEL: hub.site},
         ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
     own = start_engine("byoc", tmp_path_factory, host_docker, network=net.name,
                        network_ip=str(subnet.network_address + 200))
@@ -127,7 +131,7 @@ def test_deleted_learners_leave_nothing_behind(hub, host_docker):
 
     e = hub.user("erin")
     hub.start(e)
-    engine = f"whale-engine-{safe_name(e)}"
+    engine = engine_container(learner_slug(e))
     assert host_docker.containers.get(engine).status == "running"
     assert hub.api("DELETE", f"/users/{e}").status_code == 204
     hub.users.remove(e)
@@ -148,7 +152,76 @@ def test_deleted_learners_leave_nothing_behind(hub, host_docker):
         foreign.remove(force=True)
     assert engine in removed
     assert not host_docker.containers.list(all=True, filters={"name": engine})
-    assert not host_docker.networks.list(names=[f"whale-net-{safe_name(e)}"])
+    assert not host_docker.networks.list(names=[learner_network(learner_slug(e))])
     # Other learners' engines are untouched.
-    alice_engine = f"whale-engine-{safe_name(hub.user('alice'))}"
+    alice_engine = engine_container(learner_slug(hub.user("alice")))
     assert host_docker.containers.list(all=True, filters={"name": alice_engine})
+
+
+def _engine_of(host_docker, hub, name: str):
+    """The one engine container labelled as `name`'s on the hub's site."""
+    (engine,) = host_docker.containers.list(all=True, filters={"label": [
+        f"{LABEL}=engine", f"{OWNER_LABEL}={name}", f"{SITE_LABEL}={hub.site}"]})
+    return engine
+
+
+def test_names_that_escape_alike_get_their_own_engines(hub, host_docker):
+    """`ada.` once got `ada`'s engine (one Docker name for both), and stopping its server
+    stopped ada's engine."""
+    ada, dot = hub.user("ada"), hub.user("ada.")
+    hub.start(ada)
+    hub.start(dot)
+    id_ada = hub.run(ada, "docker info -f '{{.ID}}'").strip()
+    id_dot = hub.run(dot, "docker info -f '{{.ID}}'").strip()
+    assert id_ada and id_dot and id_ada != id_dot
+    engine_ada, engine_dot = _engine_of(host_docker, hub, ada), _engine_of(host_docker, hub, dot)
+    assert engine_ada.name == engine_container(learner_slug(ada)) != engine_dot.name
+    hub.stop(dot)
+    engine_ada.reload()
+    assert engine_ada.status == "running"
+    assert _engine_of(host_docker, hub, dot).status == "exited"
+    assert hub.run(ada, "docker info -f '{{.ID}}'").strip() == id_ada
+
+
+def test_someone_elses_objects_under_a_learners_names_are_left_alone(hub, host_docker):
+    """An engine, a network and a volume named as the learner's would be, but labelled as
+    another's (another learner, or the same name on another site), are neither used nor
+    touched; the learner gets new ones, and finds them again on the next start."""
+    f = hub.user("frank")
+    slug = learner_slug(f)
+    other = {OWNER_LABEL: "someone-else", SITE_LABEL: hub.site}
+    decoys = [
+        host_docker.containers.create("howtowhale/engine", ["true"], name=engine_container(slug),
+                                      labels={LABEL: "engine", **other}),
+        host_docker.networks.create(learner_network(slug), driver="bridge", labels=other),
+        host_docker.volumes.create(work_volume(slug), labels={OWNER_LABEL: f, SITE_LABEL: "another-site"}),
+    ]
+    try:
+        hub.start(f)
+        assert hub.run(f, "docker info -f '{{.ID}}'").strip()
+        engine = _engine_of(host_docker, hub, f)
+        engine.reload()
+        assert engine.name.startswith(engine_container(slug) + "---"), engine.name
+        server = host_docker.containers.get(server_container(slug))
+        networks = set(server.attrs["NetworkSettings"]["Networks"])
+        assert len(networks) == 1 and learner_network(slug) not in networks
+        assert networks <= set(engine.attrs["NetworkSettings"]["Networks"])
+        volumes = {m.get("Name") for m in server.attrs["Mounts"]}
+        assert work_volume(slug) not in volumes
+        assert any(v.startswith(work_volume(slug) + "---") for v in volumes if v), volumes
+        decoys[0].reload()
+        decoys[1].reload()
+        assert decoys[0].status == "created" and not decoys[1].containers
+        # The new names are remembered: the next start finds the same engine.
+        hub.stop(f)
+        hub.start(f)
+        assert _engine_of(host_docker, hub, f).id == engine.id
+        decoys[0].reload()
+        assert decoys[0].status == "created"
+    finally:
+        decoys[0].remove(force=True)
+        decoys[1].remove()
+        decoys[2].remove(force=True)
+    warnings = [line for line in (hub.state / "hub.log").read_text().splitlines() if "belongs to" in line]
+    for decoy in (engine_container(slug), learner_network(slug), work_volume(slug)):
+        assert any(f" {decoy} " in line for line in warnings), (decoy, warnings)

@@ -18,8 +18,9 @@ from pathlib import Path
 import docker
 import requests
 
-from .providers import OWNER_LABEL, SITE_LABEL, safe_name, site_id_of
+from .engine_disk import unmount_under
 from .sandbox import LABEL
+from .slugs import LEARNERS_DIR, OWNER_LABEL, RUNTIME_DIR, SITE_LABEL, read_owner, site_id_of
 
 
 def hub_users(api_url: str, token: str) -> set[str]:
@@ -43,14 +44,17 @@ def hub_users(api_url: str, token: str) -> set[str]:
 
 def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = None,
           site: str | None = None) -> list[str]:
-    """Remove this site's engines, networks and server containers of owners not in `users`.
+    """Remove this site's engines, networks, server containers and learner directories
+    of owners not in `users`.
 
     The site is the spawner's (a hash of its state_dir unless given): engines of other
-    sites, of lesson tests or of `whale notebook` on the same engine are never touched.
+    sites, of lesson tests or of `whale notebook` on the same engine are never touched,
+    nor a directory without an owner file.
     """
     own = client is None
     client = client or docker.from_env()
-    site_label = f"{SITE_LABEL}={site or site_id_of(state_dir)}"
+    site = site or site_id_of(state_dir)
+    site_label = f"{SITE_LABEL}={site}"
     removed = []
     try:
         for c in client.containers.list(all=True, filters={"label": [f"{LABEL}=engine", site_label]}):
@@ -58,14 +62,13 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
             if owner and owner not in users:
                 c.remove(force=True, v=True)
                 removed.append(c.name)
-                shutil.rmtree(Path(state_dir) / "learners" / safe_name(owner), ignore_errors=True)
-                shutil.rmtree(Path(state_dir) / "run" / safe_name(owner), ignore_errors=True)
         for n in client.networks.list(filters={"label": [OWNER_LABEL, site_label]}):
             owner = n.attrs.get("Labels", {}).get(OWNER_LABEL)
             if owner and owner not in users:
                 n.reload()
                 for attached in n.containers:
-                    if attached.labels.get(SITE_LABEL) and attached.name.startswith("jupyter-"):
+                    if (attached.labels.get(OWNER_LABEL) == owner and attached.labels.get(SITE_LABEL) == site
+                            and attached.name.startswith("jupyter-")):
                         attached.remove(force=True)
                         removed.append(attached.name)
                 try:
@@ -73,6 +76,13 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
                     removed.append(n.name)
                 except docker.errors.APIError:
                     pass
+        for kind in (LEARNERS_DIR, RUNTIME_DIR):
+            for directory in sorted((Path(state_dir) / kind).glob("*")):
+                owner = read_owner(directory)
+                if owner is not None and owner not in users:
+                    unmount_under(directory)  # an engine's disk is mounted there
+                    shutil.rmtree(directory, ignore_errors=True)
+                    removed.append(f"{kind}/{directory.name}")
     finally:
         if own:
             client.close()

@@ -19,13 +19,35 @@ from docker.errors import APIError, NotFound
 
 from whale_kernel.credentials import BundleError, CredentialBundle
 
+from .engine_disk import EngineDisk
+
 from .pki import CertificateAuthority, write_client_bundle, write_engine_tls
+from .slugs import bridge_options
 
 ENGINE_IMAGE = "howtowhale/engine"
 LABEL = "org.howtowhale.role"
 
-# What a nested dockerd needs on these hosts (DESIGN.md): everything but
-# CAP_SYS_RESOURCE, which is not in the bounding set, so --privileged fails.
+# Docker's default capabilities, which the engine hands on to its containers.
+DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+                "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
+                "AUDIT_WRITE")
+# A classroom engine (README, "Security model"): only what a nested dockerd needs, found
+# by taking capabilities away one by one until containers, builds, published ports,
+# networks, volumes and Swarm services stopped working: SYS_ADMIN (mounts, namespaces,
+# cgroups), NET_ADMIN (bridges, iptables) and SYS_PTRACE (runc inspects its children's
+# namespaces). Our own seccomp profile refuses the calls none of them needs. Nothing of
+# the host is mounted: the engine's cgroups are its own (a private cgroup namespace).
+# `systempaths=unconfined` stays: the kernel lets runc mount /proc for a container in a
+# user namespace only where /proc is not partly masked.
+CLASSROOM_ENGINE_OPTIONS = dict(
+    cap_drop=["ALL"],
+    cap_add=[*DEFAULT_CAPS, "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE"],
+    cgroupns="private",
+)
+SECCOMP_PROFILE = Path(__file__).resolve().parent.parent / "images" / "engine" / "seccomp.json"
+# A trusted class's engine (engine_policy = False: privileged containers allowed): the
+# feasibility recipe of DESIGN.md. It holds every capability and binds the host's
+# cgroups: not a sandbox.
 NESTED_ENGINE_OPTIONS = dict(
     cap_add=["ALL"],
     cap_drop=["SYS_RESOURCE"],
@@ -52,7 +74,8 @@ class SandboxEngine:
                  swarm: bool = False, mem_limit: str | None = None,
                  pids_limit: int | None = None, nano_cpus: int | None = None,
                  labels: dict[str, str] | None = None, network: str | None = None,
-                 network_ip: str | None = None, policy: bool = True):
+                 network_ip: str | None = None, policy: bool = True,
+                 disk_limit: str | int | None = None):
         self.name = name
         # The classroom policy (images/engine/whale-policy): user namespaces, and no
         # privileged containers, host namespaces or system bind mounts.
@@ -72,7 +95,18 @@ class SandboxEngine:
         # bundle says so); the loopback port stays for the hub's own checks.
         self.network = network
         self.network_ip = network_ip  # a fixed address there, named in the bundle
+        # Without a learner's network the engine still gets one of its own: no engine
+        # is on the default bridge, where every other engine could reach its ports.
+        self.own_network = f"{name}-net"
+        # The size of the engine's data root (its images, containers, volumes); None
+        # for an unbounded Docker volume.
+        self.disk = EngineDisk(self.state_dir, disk_limit, name) if disk_limit else None
         self.container = None
+
+    @property
+    def attached_network(self) -> str:
+        """The one network the engine container is on."""
+        return self.network or self.own_network
 
     @property
     def tls_dir(self) -> Path:
@@ -127,14 +161,15 @@ class SandboxEngine:
         except (NotFound, BundleError):
             self._remove_container()
             self._make_new()
-            if self.network:
-                self._ensure_network()
+            self._ensure_network()
             return
         self.port = int(self.container.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"])
 
     def _make_new(self) -> None:
         """Certificates and the client bundle of a new engine."""
         self.container = None
+        if self.disk is not None:
+            self.disk.remove()
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ca = CertificateAuthority.create(name=f"How to Whale CA for {self.name}")
@@ -151,6 +186,8 @@ class SandboxEngine:
         """Start the engine prepare() planned: create it, or start it if it is stopped."""
         if self.container is not None:
             if self.container.status != "running":
+                if self.disk is not None:
+                    self.disk.ensure()  # after a reboot of the machine, say
                 self.container.start()
             return
         env = {}
@@ -160,28 +197,40 @@ class SandboxEngine:
             env["WHALE_SWARM"] = "1"
         if not self.policy:
             env["WHALE_ENGINE_POLICY"] = "0"
+        self._ensure_network()
         api = self.host.api
-        host_config = api.create_host_config(
-            port_bindings={2376: (self.bind_ip, self.port)},
-            binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                   str(self.tls_dir.resolve()): {"bind": "/etc/whale/tls", "mode": "ro"}},
-            mem_limit=self.mem_limit, pids_limit=self.pids_limit, nano_cpus=self.nano_cpus,
-            **NESTED_ENGINE_OPTIONS,
-        )
+        host_config = api.create_host_config(**self.host_config_options())
+        if self.policy:
+            host_config["SecurityOpt"] = ["seccomp=" + SECCOMP_PROFILE.read_text()]
         # `--security-opt systempaths=unconfined` in the CLI: nothing masked or read-only
         # under /proc and /sys (the SDK has no parameter for it).
         host_config["MaskedPaths"] = []
         host_config["ReadonlyPaths"] = []
+        endpoint = api.create_endpoint_config(aliases=["engine"], ipv4_address=self.network_ip)
         created = api.create_container(
             self.image, name=self.name, detach=True, environment=env,
             labels={LABEL: "engine", **self.labels}, ports=[2376], host_config=host_config,
+            networking_config=api.create_networking_config({self.attached_network: endpoint}),
         )
-        if self.network:
-            self._ensure_network()
-            api.connect_container_to_network(created["Id"], self.network, aliases=["engine"],
-                                             ipv4_address=self.network_ip)
         api.start(created["Id"])
         self.container = self.host.containers.get(created["Id"])
+
+    def host_config_options(self) -> dict:
+        """The engine container's HostConfig, as docker-py's create_host_config takes it."""
+        binds = {str(self.tls_dir.resolve()): {"bind": "/etc/whale/tls", "mode": "ro"}}
+        if self.disk is not None:
+            binds[str(self.disk.ensure().resolve())] = {"bind": "/var/lib/docker", "mode": "rw"}
+        options = dict(CLASSROOM_ENGINE_OPTIONS) if self.policy else dict(NESTED_ENGINE_OPTIONS)
+        if not self.policy:
+            binds["/sys/fs/cgroup"] = {"bind": "/sys/fs/cgroup", "mode": "rw"}
+        return dict(
+            port_bindings={2376: (self.bind_ip, self.port)}, binds=binds,
+            network_mode=self.attached_network,
+            mem_limit=self.mem_limit, pids_limit=self.pids_limit, nano_cpus=self.nano_cpus,
+            # Swap would let a learner's memory hog slow the whole machine down.
+            memswap_limit=self.mem_limit,
+            **options,
+        )
 
     def wait_ready(self, timeout: float = 30.0) -> CredentialBundle:
         """Wait until the engine answers a TLS ping (and Swarm is active, if asked)."""
@@ -210,10 +259,12 @@ class SandboxEngine:
         raise TimeoutError(f"engine {self.name} did not answer within {timeout:.0f} s: {last}")
 
     def _ensure_network(self) -> None:
+        # The bridge is named so that the host firewall's rules match it (firewall.py).
+        name = self.attached_network
         try:
-            self.host.networks.get(self.network)
+            self.host.networks.get(name)
         except NotFound:
-            self.host.networks.create(self.network, driver="bridge",
+            self.host.networks.create(name, driver="bridge", options=bridge_options(name),
                                       labels={LABEL: "network", **self.labels})
 
     def stop(self, timeout: int = 5) -> None:
@@ -241,10 +292,12 @@ class SandboxEngine:
         """Remove the engine container, its data volume, its state directory, and its
         network once nothing else is on it."""
         self._remove_container()
+        if self.disk is not None:
+            self.disk.remove()
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        if self.network:
+        if self.network or self.own_network:
             try:
-                net = self.host.networks.get(self.network)
+                net = self.host.networks.get(self.attached_network)
                 net.reload()
                 if not net.containers:
                     net.remove()
@@ -252,4 +305,5 @@ class SandboxEngine:
                 pass
 
 
-__all__ = ["SandboxEngine", "ENGINE_IMAGE", "NESTED_ENGINE_OPTIONS", "BundleError", "free_port"]
+__all__ = ["SandboxEngine", "ENGINE_IMAGE", "NESTED_ENGINE_OPTIONS", "CLASSROOM_ENGINE_OPTIONS",
+           "BundleError", "free_port"]

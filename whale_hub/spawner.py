@@ -17,7 +17,10 @@ import html
 import inspect
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
+import docker
+from docker.errors import NotFound
 from dockerspawner import DockerSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
@@ -25,8 +28,11 @@ from traitlets import Bool, Dict, Float, Int, Unicode, default
 
 from whale_kernel.credentials import MAX_ARCHIVE_BYTES, BundleError
 
-from .providers import (OWNER_LABEL, SITE_LABEL, ByocProvider, SandboxProvider, decode_archive,
-                        encode_archive, in_thread, safe_name, site_id_of)
+from .providers import (ByocProvider, SandboxProvider, claim, container_owner, decode_archive,
+                        encode_archive, in_thread, network_owner, volume_owner)
+from .sandbox import LABEL
+from .slugs import (OWNER_LABEL, SITE_LABEL, bridge_options, learner_network, learner_slug,
+                    site_id_of, work_volume)
 
 BUNDLE_MOUNT = "/var/run/whale/bundle"
 
@@ -67,6 +73,11 @@ class WhaleSpawner(DockerSpawner):
                              help="CPUs each sandbox engine may use (0 for no limit).")
     engine_pids_limit = Int(1024, config=True,
                             help="Most processes a sandbox engine and its containers may run.")
+    engine_disk_limit = Unicode("10g", config=True,
+                                help="""Size of each sandbox engine's disk (its images, containers and
+                                volumes), e.g. '10g': a file system of its own in a sparse file under
+                                state_dir, loop-mounted, so one learner cannot fill the machine's
+                                disk. '' for no limit (a plain Docker volume).""")
     engine_swarm = Bool(False, config=True,
                         help="Initialise each sandbox engine as a one-node Swarm (Swarm lesson).")
     engine_policy = Bool(True, config=True,
@@ -94,14 +105,45 @@ class WhaleSpawner(DockerSpawner):
                       with (org.howtowhale.site); the janitor and `whale down` touch only
                       their own site's. Default: a hash of state_dir.""")
 
+    whale_names = Dict(
+        help="""Names of this learner's objects (kind -> name: engine, network, volume,
+        server, runtime), kept in the spawner's state. Usually made from the slug; when
+        that name was taken by an object that is not this learner's, a fresh one was
+        made, and the next start finds it here. Never secrets.""")
+
     @default("site_id")
     def _default_site_id(self):
         return site_id_of(self.state_dir)
 
     @property
+    def slug(self) -> str:
+        """The learner's name as it appears in the names of their objects (whale_hub.slugs)."""
+        return learner_slug(self.user.name)
+
+    @property
     def whale_labels(self) -> dict[str, str]:
         """Labels of everything made for this learner."""
         return {OWNER_LABEL: self.user.name, SITE_LABEL: self.site_id}
+
+    def template_namespace(self):
+        # DockerSpawner's escaping is injective as well, but unbounded in length and a
+        # second naming rule: {username} is the slug, like every other per-learner name.
+        ns = super().template_namespace()
+        ns["username"] = ns["safe_username"] = self.slug
+        ns["work_volume"] = self.whale_names.get("volume") or work_volume(self.slug)
+        return ns
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.whale_names = dict(state.get("whale_names") or {})
+        if "network" in self.whale_names:
+            self.network_name = self.whale_names["network"]
+
+    def get_state(self):
+        state = super().get_state()
+        if self.whale_names:
+            state["whale_names"] = dict(self.whale_names)
+        return state
 
     learner_uid = Int(1000, config=True,
                       help="User id the single-user image runs as (it must read the bundle).")
@@ -117,7 +159,7 @@ class WhaleSpawner(DockerSpawner):
 
     @default("volumes")
     def _default_volumes(self):
-        return {"whale-work-{username}": "/home/learner/work"}
+        return {"{work_volume}": "/home/learner/work"}
 
     @default("notebook_dir")
     def _default_notebook_dir(self):
@@ -244,7 +286,7 @@ class WhaleSpawner(DockerSpawner):
         t0 = time.monotonic()
         marks: dict[str, float] = {}
         try:
-            self.network_name = f"whale-net-{safe_name(self.user.name)}"
+            await in_thread(self._claim_learner_objects)
             kind = self._engine_kind()
             if kind == "byoc":
                 self._emit(10, "Checking your Docker engine")
@@ -253,7 +295,6 @@ class WhaleSpawner(DockerSpawner):
                 bundle_dir = await in_thread(provider.materialize, archive)
                 await in_thread(ByocProvider.validate, archive, self.byoc_ping_timeout,
                                 timeout=self.byoc_ping_timeout + 10)
-                await self._ensure_network()
                 engine_ready = None
             else:
                 self._emit(10, "Creating your Docker engine")
@@ -318,20 +359,30 @@ class WhaleSpawner(DockerSpawner):
                               "upload them on the spawn form.")
         return decode_archive(text)
 
-    async def _ensure_network(self) -> None:
-        def ensure():
-            import docker
-            from docker.errors import NotFound
-            host = docker.from_env()
-            try:
-                try:
-                    host.networks.get(self.network_name)
-                except NotFound:
-                    host.networks.create(self.network_name, driver="bridge",
-                                         labels=self.whale_labels)
-            finally:
-                host.close()
-        await in_thread(ensure)
+    def _claim_learner_objects(self) -> None:
+        """Name (and make) the learner's network and work volume, and name their server
+        container (blocking). An object of the usual name that is not this learner's is
+        left alone: the learner gets a fresh name, remembered in whale_names."""
+        host = docker.from_env(timeout=60)
+        try:
+            self.network_name = claim(self, "network", learner_network(self.slug),
+                                      partial(network_owner, host))
+            self._ensure_network(host)
+            volume = claim(self, "volume", work_volume(self.slug), partial(volume_owner, host))
+            if volume_owner(host, volume) is None:
+                host.api.create_volume(volume, labels=self.whale_labels)
+            self.object_name = claim(self, "server", self._object_name_default(),
+                                     partial(container_owner, host))
+        finally:
+            host.close()
+
+    def _ensure_network(self, host: docker.DockerClient) -> None:
+        try:
+            host.api.inspect_network(self.network_name)
+        except NotFound:
+            host.networks.create(self.network_name, driver="bridge",
+                                 options=bridge_options(self.network_name),
+                                 labels={LABEL: "network", **self.whale_labels})
 
     async def stop(self, now=False):
         await super().stop(now=now)
@@ -349,6 +400,8 @@ class WhaleSpawner(DockerSpawner):
         self.extra_host_config = dict(self.extra_host_config or {})
         self.extra_host_config.setdefault("pids_limit", self.pids_limit)
         kwargs = dict(self._eval_if_callable(self.extra_create_kwargs) or {})
-        kwargs["labels"] = {**kwargs.get("labels", {}), **self.whale_labels}
+        # DockerSpawner formats these as templates: a '{' in a user name stays a '{'.
+        labels = {k: v.replace("{", "{{").replace("}", "}}") for k, v in self.whale_labels.items()}
+        kwargs["labels"] = {**kwargs.get("labels", {}), **labels}
         self.extra_create_kwargs = kwargs
         return await super().create_object()

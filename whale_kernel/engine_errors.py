@@ -66,6 +66,30 @@ def explain_engine_error(line: str, docker_host: str | None = None) -> str | Non
     return f"whale: cannot use your Docker engine at {where}: {why}."
 
 
+# A learner's engine has limits (disk, processes, memory: README, "Security model").
+# Hitting one shows up as a low-level error from inside a container; one line after
+# the cell's output says which limit it was.
+_LIMITS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"no space left on device", re.IGNORECASE),
+     "whale: your engine's disk is full (its size is fixed by the site). Remove what you "
+     "no longer need: `docker system df` shows what takes space, `docker system prune` "
+     "removes stopped containers and unused images."),
+    (re.compile(r"can't fork|cannot fork|fork: retry|fork: Resource temporarily unavailable"
+                r"|Resource temporarily unavailable.*(?:thread|fork|process)", re.IGNORECASE),
+     "whale: your engine's process limit was hit: a container started too many processes. "
+     "Stop what you no longer need (`docker ps`, then `docker rm -f NAME`)."),
+    (re.compile(r"^Killed\s*$|OOMKilled\W+true|out of memory|Cannot allocate memory",
+                re.IGNORECASE | re.MULTILINE),
+     "whale: a process was killed: most likely it went past your engine's memory limit "
+     "(`docker inspect -f '{{.State.OOMKilled}}' NAME` says for a container)."),
+]
+
+
+def limit_hint(text: str) -> str | None:
+    """One line naming the engine limit that `text` (a cell's output) shows was hit."""
+    return next((hint for pattern, hint in _LIMITS if pattern.search(text)), None)
+
+
 def explain_output(text: str, docker_host: str | None = None) -> str:
     """Replace every Docker connection/TLS error line in `text` by its explanation."""
     if not _CONNECT.search(text):

@@ -14,7 +14,7 @@ import time
 from . import __version__
 from .completion import DockerCompleter
 from .credentials import BundleError, CredentialBundle, default_store, parse_env
-from .engine_errors import NO_ENGINE_HOST, explain_output
+from .engine_errors import NO_ENGINE_HOST, explain_output, limit_hint
 from .protocol import KernelServer, ShutdownRequested, StdinNotAllowed
 from .shell import BashSession
 from .terminal import TerminalScreen
@@ -168,8 +168,14 @@ class DockerKernel(KernelServer):
                     else:
                         self.send_response(self.iopub_socket, "display_data", content)
 
+        hints: list[str] = []
+
         def on_output(text: str) -> None:
-            screen.feed(explain_output(text.replace("\r\n", "\n"), host))
+            text = explain_output(text.replace("\r\n", "\n"), host)
+            hint = limit_hint(text)
+            if hint and hint not in hints:
+                hints.append(hint)
+            screen.feed(text)
             show()
 
         def on_input(command: str) -> str | None:
@@ -204,6 +210,8 @@ class DockerKernel(KernelServer):
                 "notebook cannot send, so it was given end-of-input. Feed input with a pipe "
                 "(echo answer | command) or a heredoc; for containers use `docker run -i` "
                 "with a pipe, or `docker run -d` and `docker exec`, instead of -it.\n")
+        for hint in hints:
+            screen.feed(("" if screen.lines and not screen.lines[-1] else "\n") + hint + "\n")
         if result.restarted:
             screen.feed("\nwhale: the shell exited, so a new one was started "
                         "(variables and the working directory were reset).\n")

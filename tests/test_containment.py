@@ -1,0 +1,153 @@
+"""A classroom engine's limits bind everything inside it, and the engine holds nothing of
+the host: its containers live in the engine's own cgroups (memory, pids, CPU, devices),
+its data root is a disk of fixed size, and it runs with a short list of capabilities
+under a seccomp profile. Driven with real engines and the real docker CLI; the learner's
+view through a real kernel over ZMQ."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+from conftest import TEST_LABEL, engine_env, start_kernel, stop_kernel
+
+from whale_hub import images
+from whale_hub.sandbox import SandboxEngine
+from whale_kernel.credentials import CredentialStore
+
+MEMORY = 512 * 1024 * 1024
+PIDS = 256
+
+
+def docker(env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def small_engine(engine_image, host_docker, tmp_path_factory):
+    """An engine with small limits (512 MiB, 256 processes, half a CPU, a 300 MiB disk)."""
+    engine = SandboxEngine(f"whale-test-small-{os.getpid()}", tmp_path_factory.mktemp("small"),
+                           host=host_docker, labels={TEST_LABEL: str(os.getpid())},
+                           mem_limit=str(MEMORY), pids_limit=PIDS, nano_cpus=500_000_000,
+                           disk_limit="300m")
+    engine.start()
+    images.build_lesson_images(engine_env(engine), names=["busybox"])
+    yield engine
+    engine.remove()
+
+
+@pytest.fixture(scope="module")
+def env(small_engine):
+    return engine_env(small_engine)
+
+
+def host_cgroup(pid: int, controller: str) -> str:
+    for line in open(f"/proc/{pid}/cgroup"):
+        _, controllers, path = line.strip().split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    raise AssertionError(f"no {controller} cgroup for {pid}")
+
+
+def host_pids_of(container_id: str) -> list[int]:
+    """Host pids whose memory cgroup path names this (nested) container id."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if container_id in host_cgroup(int(entry), "memory"):
+                    found.append(int(entry))
+            except (OSError, AssertionError):
+                pass
+    return found
+
+
+def test_a_learners_containers_live_inside_the_engines_cgroups(env, small_engine):
+    out = docker(env, "run", "-d", "busybox", "sleep", "120")
+    assert out.returncode == 0, out.stderr
+    nested = out.stdout.strip()
+    try:
+        pids = host_pids_of(nested)
+        assert pids, "the nested container's process is not found on the host"
+        engine_id = small_engine.container.id
+        for controller in ("memory", "pids", "cpu", "devices", "blkio"):
+            path = host_cgroup(pids[0], controller)
+            # /docker/<engine>/learner/<nested>: below the engine's cgroup, not beside it.
+            assert path.startswith(f"/docker/{engine_id}/learner/"), (controller, path)
+    finally:
+        docker(env, "rm", "-f", nested)
+
+
+def test_memory_past_the_limit_kills_the_container_not_the_engine(env):
+    out = docker(env, "run", "--rm", "busybox", "sh", "-c",
+                 f"dd if=/dev/zero of=/dev/null bs={MEMORY * 2 // 1024 // 1024}M count=1")
+    assert out.returncode == 137, (out.returncode, out.stdout, out.stderr)
+    assert docker(env, "run", "--rm", "busybox", "echo", "alive").stdout.strip() == "alive"
+
+
+def test_a_fork_bomb_hits_the_process_limit_and_the_engine_answers(env):
+    out = docker(env, "run", "--rm", "busybox", "sh", "-c",
+                 f"for i in $(seq 1 {PIDS * 2}); do sleep 5 & done; wait; echo finished")
+    assert "can't fork" in out.stderr + out.stdout, (out.stdout, out.stderr)
+    assert docker(env, "ps", "-q").returncode == 0
+
+
+def test_the_disk_is_full_at_its_size_and_says_so(env, small_engine):
+    out = docker(env, "run", "--rm", "-v", "fill:/f", "busybox", "sh", "-c",
+                 "dd if=/dev/zero of=/f/big bs=1M count=1000")
+    try:
+        assert "No space left on device" in out.stderr + out.stdout, (out.stdout, out.stderr)
+        written = int(re.search(r"(\d+)\+\d+ records out", out.stderr).group(1))
+        assert 100 < written < 300, written
+        # The machine's disk did not take it: the engine's file system is its own.
+        df = subprocess.run(["df", "--output=size", "-B1M", str(small_engine.disk.mountpoint)],
+                            capture_output=True, text=True).stdout.split()
+        assert int(df[-1]) < 310, df
+    finally:
+        docker(env, "volume", "rm", "-f", "fill")
+    assert docker(env, "run", "--rm", "busybox", "echo", "alive").stdout.strip() == "alive"
+
+
+def test_the_engine_holds_only_the_capabilities_it_needs(small_engine, host_docker):
+    attrs = host_docker.api.inspect_container(small_engine.container.id)
+    host_config = attrs["HostConfig"]
+    assert host_config["CgroupnsMode"] == "private"
+    assert not any("/sys/fs/cgroup" in b for b in host_config["Binds"] or [])
+    assert host_config["CapDrop"] == ["ALL"]
+    assert set(host_config["CapAdd"]) >= {"SYS_ADMIN", "NET_ADMIN"}
+    assert "SYS_MODULE" not in host_config["CapAdd"] and "ALL" not in host_config["CapAdd"]
+    pid = attrs["State"]["Pid"]
+    status = open(f"/proc/{pid}/status").read()
+    effective = int(re.search(r"CapEff:\s*([0-9a-f]+)", status).group(1), 16)
+    for bit, name in ((16, "SYS_MODULE"), (17, "SYS_RAWIO"), (22, "SYS_BOOT"), (25, "SYS_TIME"),
+                      (2, "DAC_READ_SEARCH"), (24, "SYS_RESOURCE")):
+        assert not effective & (1 << bit), f"the engine holds CAP_{name}"
+    assert re.search(r"Seccomp:\s*2", status), "the engine runs without a seccomp filter"
+
+
+def test_what_the_seccomp_profile_refuses_is_refused_in_the_engine(small_engine, host_docker):
+    engine = host_docker.containers.get(small_engine.container.id)
+    # swapoff needs CAP_SYS_ADMIN, which the engine holds: only the profile refuses it.
+    out = engine.exec_run(["python3", "-c",
+                           "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); "
+                           "r = libc.swapoff(b'/nonexistent'); print(r, ctypes.get_errno())"])
+    assert out.output.decode().split() == ["-1", "1"], out.output  # EPERM, not ENOENT
+
+
+def test_the_learner_sees_which_limit_was_hit(small_engine, tmp_path):
+    store = CredentialStore(tmp_path / "credentials")
+    store.install_directory(small_engine.bundle_dir)
+    kernel = start_kernel(store)
+    try:
+        run = kernel.run("docker run --rm busybox sh -c "
+                         f"'for i in $(seq 1 {PIDS * 2}); do sleep 3 & done; wait'", timeout=90)
+        assert "whale: your engine's process limit was hit" in run.text, run.text
+        run = kernel.run("docker run --rm -v fill2:/f busybox dd if=/dev/zero of=/f/x bs=1M "
+                         "count=1000; docker volume rm fill2 >/dev/null", timeout=90)
+        assert "whale: your engine's disk is full" in run.text, run.text
+        run = kernel.run("docker run --rm busybox echo fine", timeout=60)
+        assert run.text.strip() == "fine"
+    finally:
+        stop_kernel(kernel)

@@ -1,0 +1,169 @@
+"""Names of what is made for a learner, and the labels that say whose it is.
+
+Every per-learner object (engine container, network, state and runtime directories,
+work volume, server container) is named from one slug of the hub user name:
+
+- a name that is already safe is its own slug: lower-case `[a-z0-9-]`, starting and
+  ending with a letter or digit, no `--`, at most MAX_SLUG characters;
+- any other name becomes `<safe prefix>--<hash>`: a readable prefix and the first
+  HASH_CHARS hex digits of the name's sha256.
+
+A plain slug has no `--` and an escaped one always has, so the two kinds never meet, and
+two escaped names share a slug only if their hashes collide. The encoding is therefore
+injective in practice, and the owner labels below catch the rest: an object found under
+a learner's name is theirs only if its labels say so (see `claim_name`).
+
+MAX_SLUG keeps `whale-engine-<slug>`, even with a fresh-name suffix, a valid DNS label
+(at most 63 characters): it is the engine's hostname in its TLS certificate.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+OWNER_LABEL = "org.howtowhale.owner"
+SITE_LABEL = "org.howtowhale.site"
+
+MAX_SLUG = 40
+HASH_CHARS = 12
+# A fresh name (when a learner's usual name is taken by someone else's object) is the
+# usual name + FRESH_MARK + random hex. No slug contains '---', so no fresh name is ever
+# another learner's slug.
+FRESH_MARK = "---"
+FRESH_CHARS = 6
+
+# Directories under the spawner's state_dir, one per learner, each with an owner file.
+LEARNERS_DIR = "learners"  # a sandbox engine's TLS files and the learner's bundle
+RUNTIME_DIR = "run"        # an uploaded (BYOC) bundle, while the server runs
+OWNER_FILE = "owner"
+
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+BRIDGE_PREFIX = "whl"  # host firewall rules match learners' bridges as `whl+`
+
+_SAFE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+_UNSAFE_RUN = re.compile(r"[^a-z0-9]+")
+
+# (owner label, site label) of an object; None when nothing of that name exists.
+Owner = tuple[str | None, str | None]
+
+
+def learner_slug(username: str) -> str:
+    """The slug of a hub user name: the name itself if it is safe, else
+    `<safe prefix>--<hash>`. Different names give different slugs."""
+    if len(username) <= MAX_SLUG and _SAFE.match(username):
+        return username
+    digest = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
+    prefix = _UNSAFE_RUN.sub("-", username.lower()).strip("-")
+    prefix = prefix[:MAX_SLUG - len("--") - HASH_CHARS].rstrip("-")
+    return f"{prefix or 'x'}--{digest}"
+
+
+def is_slug(text: str) -> bool:
+    """Whether `text` is something learner_slug can return (for checks and tests)."""
+    if len(text) > MAX_SLUG or not text:
+        return False
+    plain, sep, digest = text.rpartition("--")
+    if not sep:
+        return bool(_SAFE.match(text))
+    return (bool(_SAFE.match(plain)) and len(digest) == HASH_CHARS
+            and all(c in "0123456789abcdef" for c in digest))
+
+
+def fresh_name(name: str) -> str:
+    """Another name for a learner's object when `name` is someone else's."""
+    return f"{name}{FRESH_MARK}{secrets.token_hex(FRESH_CHARS // 2)}"
+
+
+# -- the per-learner objects ---------------------------------------------------------
+def engine_container(unit: str) -> str:
+    """The sandbox engine container (also its hostname on the learner's network)."""
+    return f"whale-engine-{unit}"
+
+
+def learner_network(slug: str) -> str:
+    """The network that only the learner's server and engine join."""
+    return f"whale-net-{slug}"
+
+
+def work_volume(slug: str) -> str:
+    """The volume with the learner's notebooks (kept when the server stops)."""
+    return f"whale-work-{slug}"
+
+
+def server_container(slug: str, prefix: str = "jupyter") -> str:
+    """The learner's notebook server container (DockerSpawner's `{prefix}-{username}`)."""
+    return f"{prefix}-{slug}"
+
+
+def learner_state_dir(state_root: str | os.PathLike, unit: str) -> Path:
+    """Hub-side directory of a sandbox engine: its TLS files and the learner's bundle."""
+    return Path(state_root) / LEARNERS_DIR / unit
+
+
+def learner_runtime_dir(state_root: str | os.PathLike, unit: str) -> Path:
+    """Hub-side directory of an uploaded bundle while the learner's server runs."""
+    return Path(state_root) / RUNTIME_DIR / unit
+
+
+def bridge_interface(network_name: str) -> str:
+    """The Linux bridge of a learner's network: `whl` + 12 hex digits (15 characters,
+    the kernel's limit), so the host's firewall can match every learner's bridge."""
+    return BRIDGE_PREFIX + hashlib.sha256(network_name.encode()).hexdigest()[:12]
+
+
+def bridge_options(network_name: str) -> dict[str, str]:
+    """Driver options of a learner's network (`options=` of networks.create)."""
+    return {BRIDGE_NAME_OPTION: bridge_interface(network_name)}
+
+
+# -- whose is it ---------------------------------------------------------------------
+def site_id_of(state_dir: str | os.PathLike) -> str:
+    """Which site (hub) a container or network belongs to: a hash of the hub-side state
+    directory, so two sites, or a site and the tests, on one engine never touch each
+    other's learners."""
+    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:12]
+
+
+def read_owner(directory: str | os.PathLike) -> str | None:
+    """The owner written into a learner's directory; None if it has no owner file."""
+    try:
+        return (Path(directory) / OWNER_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+def write_owner(directory: str | os.PathLike, username: str) -> None:
+    """Make a learner's directory (0700) and say whose it is."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (directory / OWNER_FILE).write_text(username, encoding="utf-8")
+
+
+def claim_name(default: str, owner_of: Callable[[str], Owner | None], me: Owner,
+               remembered: str | None = None, attempts: int = 8,
+               ) -> tuple[str, list[tuple[str, Owner]]]:
+    """The name to use for one of a learner's objects, and the others' objects passed by.
+
+    The remembered name (from the spawner's state), else `default`, unless an object of
+    that name exists whose owner is not `me` (owner, site): then fresh names are tried.
+    `owner_of(name)` is None when nothing has that name. Nothing is touched here.
+    """
+    name = remembered or default
+    refused: list[tuple[str, Owner]] = []
+    for _ in range(attempts):
+        owner = owner_of(name)
+        if owner is None or tuple(owner) == tuple(me):
+            return name, refused
+        refused.append((name, owner))
+        name = fresh_name(default)
+    raise RuntimeError(f"no free name for {default!r} after {attempts} tries")
+
+
+__all__ = ["OWNER_LABEL", "SITE_LABEL", "MAX_SLUG", "learner_slug", "is_slug", "fresh_name",
+           "engine_container", "learner_network", "work_volume", "server_container",
+           "learner_state_dir", "learner_runtime_dir", "bridge_interface", "bridge_options",
+           "site_id_of", "read_owner", "write_owner", "claim_name", "Owner"]
