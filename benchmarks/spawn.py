@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from hub_fixtures import Hub  # noqa: E402
 from whale_hub import images  # noqa: E402
-from whale_hub.providers import safe_name  # noqa: E402
+from whale_hub.slugs import OWNER_LABEL  # noqa: E402
 
 PLAIN_IMAGE = "howtowhale/bench-plain"
 PLAIN_DOCKERFILE = """
@@ -109,9 +109,11 @@ def measure(hub: Hub, learners: int, label: str) -> dict:
             assert hub.server(name, "POST", "/kernels", json={"name": kernel}).status_code == 201
         time.sleep(10)
         for name in names:
-            safe = safe_name(name)
+            # The learner's engine, whatever name it got: found by its owner label.
+            engine = client.containers.list(filters={"label": [f"{OWNER_LABEL}={name}",
+                                                               "org.howtowhale.role=engine"]})
             mems.append(memory_mib(client, server_container(client, name)) +
-                        memory_mib(client, f"whale-engine-{safe}"))
+                        (memory_mib(client, engine[0].name) if engine else 0))
     finally:
         client.close()
     return {"times": times, "mems": mems}

@@ -14,15 +14,17 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import docker
 import requests
 import websocket
 
-from whale_hub import images
-from whale_hub.providers import safe_name
+from whale_hub import firewall, images
+from whale_hub.engine_disk import unmount_under
 from whale_hub.registry import bridge_gateway
 from whale_hub.sandbox import free_port
+from whale_hub.slugs import OWNER_LABEL, SITE_LABEL, site_id_of
 
 CONFIG = Path(__file__).resolve().parent.parent / "whale_hub" / "jupyterhub_config.py"
 
@@ -37,14 +39,23 @@ class Hub:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prefix = f"t{os.getpid()}{uuid.uuid4().hex[:4]}"
+        self.gateway = bridge_gateway()
+        self.hub_port = free_port(self.gateway)  # the hub's API listens there only
+        self.proxy_api_port = free_port()
         env = dict(os.environ,
                    WHALE_STATE=str(state), WHALE_PORT=str(self.port), WHALE_BIND_IP="127.0.0.1",
-                   WHALE_HUB_PORT=str(free_port("0.0.0.0")),
-                   WHALE_PROXY_API_PORT=str(free_port()),
-                   WHALE_HUB_CONNECT_IP=bridge_gateway(), WHALE_AUTH="dummy",
+                   WHALE_HUB_PORT=str(self.hub_port),
+                   WHALE_PROXY_API_PORT=str(self.proxy_api_port),
+                   WHALE_HUB_CONNECT_IP=self.gateway, WHALE_AUTH="dummy",
                    WHALE_ADMIN_TOKEN=self.token, WHALE_PROVIDER="choice", WHALE_SWARM="0",
                    WHALE_IDLE_TIMEOUT="3600", JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32))
         env.update(extra_env or {})
+        # The host firewall for learners' networks, as `whale up` installs it: learners
+        # reach this hub's API and its mirror, nothing else of the host.
+        self.firewall_owner = f"test-{self.prefix}"
+        mirror = urlparse(env.get("WHALE_REGISTRY_MIRROR") or "")
+        firewall.install(self.hub_port, mirror.port if mirror.hostname == self.gateway else None,
+                         address=self.gateway, owner=self.firewall_owner, pid=os.getpid())
         self.log = open(state / "hub.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config or CONFIG)], cwd=state, env=env,
@@ -63,6 +74,8 @@ class Hub:
                 raise RuntimeError("hub did not start:\n" + (state / "hub.log").read_text()[-3000:])
             time.sleep(0.2)
         self.users: list[str] = []
+        self.made: list[str] = []  # every learner made here, deleted ones too (cleanup)
+        self.site = site_id_of(state / "hub" / "engines")  # the spawner's state_dir
 
     # -- REST ---------------------------------------------------------------------
     def api(self, method: str, path: str, **kw) -> requests.Response:
@@ -74,6 +87,7 @@ class Hub:
             r = self.api("POST", f"/users/{name}")
             assert r.status_code in (201, 409), r.text
             self.users.append(name)
+            self.made.append(name)
         return name
 
     def start(self, name: str, options: dict | None = None, timeout: float = 180) -> list[dict]:
@@ -169,19 +183,22 @@ class Hub:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+        firewall.remove(self.firewall_owner)
+        # Whatever the site made for its learners carries their names as owner labels.
         client = docker.from_env()
+        site = f"{SITE_LABEL}={self.site}"
         try:
-            for name in self.users:
-                safe = safe_name(name)
-                for c in client.containers.list(all=True):
-                    if c.name in (f"jupyter-{safe}", f"whale-engine-{safe}", f"jupyter-{name}"):
-                        c.remove(force=True, v=True)
-                for v in client.volumes.list(filters={"name": f"whale-work-{name}"}):
-                    v.remove(force=True)
-                for n in client.networks.list(names=[f"whale-net-{safe}"]):
+            for name in dict.fromkeys(self.made):
+                mine = {"label": [f"{OWNER_LABEL}={name}", site]}
+                for c in client.containers.list(all=True, filters=mine):
+                    c.remove(force=True, v=True)
+                for n in client.networks.list(filters=mine):
                     n.remove()
+                for v in client.volumes.list(filters=mine):
+                    v.remove(force=True)
         finally:
             client.close()
+        unmount_under(self.state)  # the learners' engine disks
 
 
 def ensure_images() -> None:

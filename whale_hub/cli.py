@@ -29,7 +29,8 @@ def _local_engine(registry_mirror: str | None = None) -> SandboxEngine:
 
 
 def cmd_up(args) -> int:
-    return site.up(port=args.port, bind_ip=args.ip, provider=args.provider)
+    return site.up(port=args.port, bind_ip=args.ip, provider=args.provider,
+                   use_firewall=not args.no_firewall)
 
 
 def cmd_notebook(args) -> int:
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="address to serve on (0.0.0.0 for a classroom on your network)")
     up.add_argument("--provider", default="choice", choices=["sandbox", "byoc", "choice"],
                     help="learners' engines: hosted here, their own, or their choice")
+    up.add_argument("--no-firewall", action="store_true",
+                    help="do not install the host firewall for learners' networks (it needs "
+                         "root); learners' containers then reach this machine's services")
     up.set_defaults(func=cmd_up)
     nb = sub.add_parser("notebook", help="one notebook server with your own engine, no hub")
     nb.add_argument("--port", type=int, default=8888)

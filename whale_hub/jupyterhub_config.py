@@ -7,7 +7,10 @@ environment `whale up` prepares (see whale_hub/site.py):
     WHALE_STATE            state directory (database, cookie secret, engines' TLS files)
     WHALE_PORT             public port (8000)
     WHALE_BIND_IP          public address (127.0.0.1; 0.0.0.0 for a classroom)
-    WHALE_HUB_CONNECT_IP   where containers reach the hub (the Docker bridge gateway)
+    WHALE_HUB_CONNECT_IP   where containers reach the hub's API, and the only address it
+                           listens on (the Docker bridge gateway)
+    WHALE_HUB_PORT         the hub's API port (8081)
+    WHALE_PROXY_API_PORT   the proxy's API port, on 127.0.0.1 (8001)
     WHALE_REGISTRY_MIRROR  lesson registry mirror for sandbox engines
     WHALE_PROVIDER         sandbox | byoc | choice
     WHALE_AUTH             firstuse (the default: the first sign-in with a new name sets
@@ -32,9 +35,14 @@ os.chmod(hub_state, 0o700)
 
 c.JupyterHub.bind_url = (f"http://{os.environ.get('WHALE_BIND_IP', '127.0.0.1')}:"
                          f"{os.environ.get('WHALE_PORT', '8000')}")
-c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{os.environ.get('WHALE_HUB_PORT', '8081')}"
-c.JupyterHub.hub_connect_url = (f"http://{os.environ.get('WHALE_HUB_CONNECT_IP', '172.17.0.1')}:"
-                                f"{os.environ.get('WHALE_HUB_PORT', '8081')}")
+# The hub's API listens only where learners' servers reach it: the Docker bridge
+# gateway (the host firewall lets learners' networks reach this port there, and nothing
+# outside the machine reaches that address); the proxy and hub services on the host
+# reach it there too.
+hub_api = (f"http://{os.environ.get('WHALE_HUB_CONNECT_IP', '172.17.0.1')}:"
+           f"{os.environ.get('WHALE_HUB_PORT', '8081')}")
+c.JupyterHub.hub_bind_url = hub_api
+c.JupyterHub.hub_connect_url = hub_api
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('WHALE_PROXY_API_PORT', '8001')}"
 c.ConfigurableHTTPProxy.should_start = True
 c.JupyterHub.db_url = f"sqlite:///{hub_state / 'jupyterhub.sqlite'}"

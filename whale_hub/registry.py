@@ -6,17 +6,25 @@ no registry at all, and a classroom does not hit Docker Hub's pull limits.
 
 The registry runs as a process on the operator's machine, listening on the Docker
 bridge gateway (172.17.0.1 usually): engine containers reach it there, and nothing
-outside this machine does. It is seeded by pushing the images built from
-`lessons/images/<name>/` as `library/<name>`, from a throw-away sandbox engine (which
-trusts the mirror as an insecure registry, so the operator's engine needs no change).
+outside this machine does. What engines (and so learners) reach is read-only
+(Distribution's `storage: maintenance: readonly`): pulls work, and every push or delete
+is refused with `405 Method Not Allowed` (`Allow: GET, HEAD`), so no learner can replace
+`library/hello-world` for everyone.
+
+It is seeded by pushing the images built from `lessons/images/<name>/` as
+`library/<name>` to a second, writable `docker-registry` on the same storage that
+listens on 127.0.0.1 only, for as long as the seeding takes: the images are built on the
+operator's engine (which trusts registries on 127.0.0.0/8 without TLS, so it needs no
+change) and pushed there, then their tags are removed again. No container reaches the
+host's loopback, so no learner ever sees a writable registry.
 
 With `upstream=` the same registry is a pull-through cache of that registry (Docker
-Hub, say) where the internet is reachable. Distribution then refuses pushes, so seed
-it first (`upstream=None`), then restart it with the upstream: what was seeded is
-served when the upstream does not answer.
+Hub, say) where the internet is reachable (the seeding instance is never a cache, so
+seeding works either way): what was seeded is served when the upstream does not answer.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +39,7 @@ from pathlib import Path
 import docker
 
 from . import images
-from .sandbox import SandboxEngine, free_port
+from .sandbox import free_port
 
 REGISTRY_BINARY = "docker-registry"
 DEFAULT_PORT = 5000
@@ -66,10 +74,11 @@ def image_digest(name: str) -> str:
 
 
 class RegistryMirror:
-    """A `docker-registry serve` process whose storage lives in `state_dir`.
+    """A read-only `docker-registry serve` process whose storage lives in `state_dir`.
 
     `address` defaults to the Docker bridge gateway, `port` to 5000 (0: a free one).
     `upstream` (an https URL) turns it into a pull-through cache of that registry.
+    seed() writes through a writable instance on 127.0.0.1 of its own.
     """
 
     def __init__(self, state_dir: Path | str, *, address: str | None = None,
@@ -100,41 +109,46 @@ class RegistryMirror:
     def seeded_file(self) -> Path:
         return self.state_dir / "seeded.json"
 
-    def config(self) -> str:
-        """The registry's config.yml (YAML is a superset of JSON, so JSON it is)."""
+    def config(self, *, writable_at: str | None = None) -> str:
+        """The registry's config.yml (YAML is a superset of JSON, so JSON it is).
+
+        Read-only, at `endpoint`, unless `writable_at` (a loopback host:port) is given:
+        that is the seeding instance's.
+        """
+        storage = {"filesystem": {"rootdirectory": str((self.state_dir / "data").resolve())}}
+        if writable_at:
+            storage["maintenance"] = {"uploadpurging": {"enabled": False}}
+        else:
+            # Pull yes; push (blob uploads, manifest PUT) and delete no: Distribution
+            # serves GET and HEAD only. Upload purging would delete, so it is off too.
+            storage["maintenance"] = {"readonly": {"enabled": True},
+                                      "uploadpurging": {"enabled": False}}
         cfg = {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str((self.state_dir / "data").resolve())},
-                        "delete": {"enabled": True}},
-            "http": {"addr": self.endpoint, "headers": {"X-Content-Type-Options": ["nosniff"]}},
+            "storage": storage,
+            "http": {"addr": writable_at or self.endpoint,
+                     "headers": {"X-Content-Type-Options": ["nosniff"]}},
         }
-        if self.upstream:
+        if self.upstream and not writable_at:
             cfg["proxy"] = {"remoteurl": self.upstream}
         return json.dumps(cfg, indent=2) + "\n"
 
     # -- life cycle ---------------------------------------------------------------
     def pid(self) -> int | None:
-        """The pid of our running registry process, if there is one."""
-        try:
-            pid = int(self.pidfile.read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if REGISTRY_BINARY.encode() in cmdline else None
+        """The pid of our running (read-only) registry process, if there is one."""
+        return _registry_pid(self.pidfile)
 
     def ping(self, timeout: float = 1.0) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/v2/", timeout=timeout) as r:
-                return r.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
+        return _ping(self.url, timeout)
 
     def start(self, timeout: float = 30.0, attempts: int = 3) -> "RegistryMirror":
-        """Start the registry unless ours already runs; wait until it answers.
+        """Start the read-only registry unless ours already runs so; wait until it answers.
 
         A free port picked for port=0 can be taken by someone else before the registry
-        binds it: then it is tried again on another free port.
+        binds it: then it is tried again on another free port. A running registry of
+        ours with another configuration (say, a writable one an older version started)
+        is restarted.
         """
         for attempt in range(attempts):
             try:
@@ -147,62 +161,22 @@ class RegistryMirror:
 
     def _start(self, timeout: float) -> "RegistryMirror":
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if self.pid() and self.ping():
+        config_file = self.state_dir / "config.yml"
+        config = self.config()
+        if self.pid() and self.ping() and _read(config_file) == config:
             return self
         self.stop()
-        (self.state_dir / "config.yml").write_text(self.config())
+        config_file.write_text(config)
         if port_in_use(self.address, self.port):
             raise RuntimeError(
                 f"the registry mirror's port {self.endpoint} is taken by another process; "
                 "stop it, or choose another port (WHALE_REGISTRY_PORT)")
-        # A session of its own: it outlives `whale up` (which execs Jupyter) and is
-        # not hit by a terminal's ^C; `whale down` stops it by pid.
-        log = open(self.state_dir / "registry.log", "ab")
-        log_start = log.seek(0, os.SEEK_END)
-        try:
-            proc = subprocess.Popen([REGISTRY_BINARY, "serve", str(self.state_dir / "config.yml")],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        finally:
-            log.close()
-        _LAUNCHED.append(proc)  # never collected while it runs (no ResourceWarning)
-        self.pidfile.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ping(timeout=0.5):
-                return self
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        with open(self.state_dir / "registry.log", "rb") as f:
-            f.seek(log_start)
-            tail = f.read().decode(errors="replace")[-2000:] or "(nothing)"
-        code = proc.poll()
-        self.stop()
-        if code is None:
-            how = "still running"
-        elif code < 0:
-            how = f"killed by signal {-code}"
-        else:
-            how = f"exited with status {code}"
-        raise RuntimeError(f"registry mirror did not answer at {self.url} within {timeout:.0f} s "
-                           f"({REGISTRY_BINARY} {how}); the end of its log:\n{tail}")
+        _launch(config_file, self.pidfile, self.state_dir / "registry.log", self.url, timeout)
+        return self
 
     def stop(self) -> None:
         """Stop our registry process (its storage is kept)."""
-        pid = self.pid()
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not self.pid():
-                    break
-                time.sleep(0.05)
-            else:
-                os.kill(pid, signal.SIGKILL)
-        for proc in list(_LAUNCHED):  # reap what this process started and is gone
-            if proc.poll() is not None:
-                _LAUNCHED.remove(proc)
-        self.pidfile.unlink(missing_ok=True)
+        _stop(self.pidfile)
 
     # -- content ------------------------------------------------------------------
     def has_image(self, name: str, tag: str = "latest") -> bool:
@@ -223,7 +197,11 @@ class RegistryMirror:
              host: docker.DockerClient | None = None) -> list[str]:
         """Build lesson images and push them as library/<name>; return the names pushed.
 
-        An image whose directory did not change since it was pushed is skipped.
+        An image whose directory did not change since it was pushed is skipped (`host`
+        is not used: kept for callers). The
+        images are built on the operator's engine (the one the `docker` command talks
+        to) and pushed to a writable registry on 127.0.0.1 that shares this mirror's
+        storage and runs only while seeding; the read-only mirror serves them at once.
         """
         names = names or images.lesson_image_names()
         try:
@@ -234,21 +212,120 @@ class RegistryMirror:
                 if force or seeded.get(n) != image_digest(n) or not self.has_image(n)]
         if not todo:
             return []
-        engine = SandboxEngine(f"whale-seed-{os.getpid()}", self.state_dir / "seed-engine",
-                               host=host or self.host, registry_mirror=self.url,
-                               labels={"org.howtowhale.owner": "registry-seed"})
-        try:
-            env = dict(os.environ, **engine.start().env)
+        with self._writable() as endpoint:
             for name in todo:
-                target = f"{self.endpoint}/library/{name}:latest"
-                images.build_lesson_image(name, env, tag=target)
-                subprocess.run(["docker", "push", "-q", target], check=True, env=env,
-                               stdout=subprocess.DEVNULL)
+                target = f"{endpoint}/library/{name}:latest"
+                images.build_lesson_image(name, tag=target)
+                try:
+                    subprocess.run(["docker", "push", "-q", target], check=True,
+                                   stdout=subprocess.DEVNULL)
+                finally:
+                    subprocess.run(["docker", "image", "rm", target],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 seeded[name] = image_digest(name)
                 self.seeded_file.write_text(json.dumps(seeded, indent=1))
-        finally:
-            engine.remove()
         return todo
+
+    @contextlib.contextmanager
+    def _writable(self, timeout: float = 30.0, attempts: int = 3):
+        """A writable registry on this mirror's storage at 127.0.0.1:<free port>, for
+        the duration of the block; yields its host:port."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        config_file = self.state_dir / "seed-config.yml"
+        pidfile = self.state_dir / "seed-registry.pid"
+        _stop(pidfile)  # one left behind by a seeding that was killed
+        for attempt in range(attempts):
+            endpoint = f"127.0.0.1:{free_port('127.0.0.1')}"
+            config_file.write_text(self.config(writable_at=endpoint))
+            try:
+                _launch(config_file, pidfile, self.state_dir / "registry.log",
+                        f"http://{endpoint}", timeout)
+                break
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+        try:
+            yield endpoint
+        finally:
+            _stop(pidfile)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _registry_pid(pidfile: Path) -> int | None:
+    """The pid a pid file names, if that process is a running registry."""
+    try:
+        pid = int(pidfile.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if REGISTRY_BINARY.encode() in cmdline else None
+
+
+def _ping(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v2/", timeout=timeout) as r:
+            return r.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _launch(config_file: Path, pidfile: Path, logfile: Path, url: str, timeout: float) -> None:
+    """Start `docker-registry serve config_file`; wait until it answers at url."""
+    # A session of its own: it outlives `whale up` (which execs Jupyter) and is
+    # not hit by a terminal's ^C; `whale down` stops it by pid.
+    log = open(logfile, "ab")
+    log_start = log.seek(0, os.SEEK_END)
+    try:
+        proc = subprocess.Popen([REGISTRY_BINARY, "serve", str(config_file)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    finally:
+        log.close()
+    _LAUNCHED.append(proc)  # never collected while it runs (no ResourceWarning)
+    pidfile.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _ping(url, timeout=0.5):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    with open(logfile, "rb") as f:
+        f.seek(log_start)
+        tail = f.read().decode(errors="replace")[-2000:] or "(nothing)"
+    code = proc.poll()
+    _stop(pidfile)
+    if code is None:
+        how = "still running"
+    elif code < 0:
+        how = f"killed by signal {-code}"
+    else:
+        how = f"exited with status {code}"
+    raise RuntimeError(f"registry did not answer at {url} within {timeout:.0f} s "
+                       f"({REGISTRY_BINARY} {how}); the end of its log:\n{tail}")
+
+
+def _stop(pidfile: Path) -> None:
+    """Stop the registry process a pid file names (if it runs), and forget the file."""
+    pid = _registry_pid(pidfile)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _registry_pid(pidfile):
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    for proc in list(_LAUNCHED):  # reap what this process started and is gone
+        if proc.poll() is not None:
+            _LAUNCHED.remove(proc)
+    pidfile.unlink(missing_ok=True)
 
 
 __all__ = ["RegistryMirror", "bridge_gateway", "image_digest", "DEFAULT_PORT"]

@@ -1,9 +1,11 @@
 """The embedded default site: everything on this machine (`whale up` / `whale down`).
 
-`up` builds the images that are missing, starts the lesson registry mirror, and runs
-JupyterHub (which starts configurable-http-proxy) with whale_hub/jupyterhub_config.py
-in the foreground. `down` stops the hub, learners' servers and their engines, keeping
-learners' work (volumes) and engines' data.
+`up` builds the images that are missing, starts the lesson registry mirror (read-only
+to learners once seeded), installs the host firewall for learners' networks
+(whale_hub/firewall.py), and runs JupyterHub (which starts configurable-http-proxy)
+with whale_hub/jupyterhub_config.py in the foreground. `down` stops the hub, learners'
+servers and their engines, keeping learners' work (volumes) and engines' data, then
+removes the site's firewall rules and stops the mirror.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import docker
 
-from . import images
+from . import firewall, images
 from .registry import bridge_gateway
 from .providers import SITE_LABEL, site_id_of
 from .sandbox import LABEL
@@ -52,8 +55,28 @@ def hub_env(port: int = 8000, bind_ip: str = "127.0.0.1", mirror_url: str = "",
                 JUPYTERHUB_CRYPT_KEY=os.environ.get("JUPYTERHUB_CRYPT_KEY") or crypt_key(state))
 
 
+def hub_port() -> int:
+    """The hub's API port (learners' servers report there): WHALE_HUB_PORT, or 8081."""
+    return int(os.environ.get("WHALE_HUB_PORT", "8081"))
+
+
+def firewall_owner() -> str:
+    """This site's name among the firewall's owners (one per state directory)."""
+    return f"site-{site_id_of(state_dir() / 'hub' / 'engines')}"
+
+
+def install_firewall(mirror_url: str = "") -> None:
+    """Learners reach this site's hub API and the mirror on the bridge gateway, and
+    nothing else of the host, and no link-local address (whale_hub/firewall.py)."""
+    gateway = bridge_gateway()
+    mirror = urlparse(mirror_url) if mirror_url else None
+    # A mirror elsewhere is reached through forwarding, not the host's INPUT.
+    mirror_port = mirror.port if mirror and mirror.hostname == gateway else None
+    firewall.install(hub_port(), mirror_port, address=gateway, owner=firewall_owner())
+
+
 def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
-       mirror_url: str | None = None) -> int:
+       mirror_url: str | None = None, use_firewall: bool = True) -> int:
     """Start the site and serve it until interrupted."""
     if shutil.which("configurable-http-proxy") is None:
         print("whale: installing configurable-http-proxy from npm ...", flush=True)
@@ -62,6 +85,19 @@ def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
     images.ensure_site_images()
     if mirror_url is None:
         mirror_url = _start_mirror()
+    if use_firewall:
+        print("whale: installing the firewall for learners' networks ...", flush=True)
+        try:
+            install_firewall(mirror_url or "")
+        except firewall.FirewallError as exc:
+            print(f"whale: could not install the firewall for learners' networks: {exc}\n"
+                  "whale: run `whale up` as root (it needs iptables), or, knowing that "
+                  "learners' containers then reach every service of this machine and "
+                  "169.254.169.254, with --no-firewall", file=sys.stderr, flush=True)
+            return 1
+    else:
+        print("whale: WARNING: no firewall: learners' containers reach every service of "
+              "this machine and link-local addresses (169.254.169.254)", flush=True)
     env = hub_env(port, bind_ip, mirror_url or "", provider)
     hub_dir = state_dir() / "hub"
     host = "localhost" if bind_ip in ("127.0.0.1", "0.0.0.0") else bind_ip
@@ -117,6 +153,10 @@ def down() -> int:
             stopped += 1
     finally:
         client.close()
+    try:
+        firewall.remove(firewall_owner())
+    except firewall.FirewallError as exc:
+        print(f"whale: could not remove the firewall rules: {exc}", file=sys.stderr)
     try:
         from .registry import RegistryMirror
         RegistryMirror(state_dir() / "registry").stop()
