@@ -1,0 +1,327 @@
+"""The attack suite: a stranger with a notebook tries to reach past their own engine.
+
+A real site (hub, proxy, two learners `ada` and `bob` with their own servers and
+classroom engines, the lesson mirror). Every attack is typed into ada's notebook, as a
+learner would: the docker CLI with its flags, or one `curl` to the engine's API with
+ada's own certificates (the raw spellings the CLI never sends: other cases of keys,
+Unicode folds, duplicates, fields out of place, encoded paths, old API versions, bodies
+over the limit). Each case asserts the specific refusal, and afterwards the suite checks
+that nothing of it was made. Containment that does not show as a refusal (limits,
+cgroups, networks, the mirror, names) has its own tests in test_containment.py,
+test_isolation.py, test_slugs.py and test_hub.py; the cases here that touch those
+classes check the learner-visible side.
+
+Run just this suite with `./whale test tests/test_attacks.py`.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hub_fixtures import Hub, ensure_images
+
+REFUSED = "is not allowed on this classroom engine"
+UNKNOWN = "an unknown field"
+
+# A bash helper in every cell: the engine's API with the learner's own certificates.
+API = r'''
+api() { local m=$1 p=$2; shift 2
+  curl -sS --path-as-is -X "$m" --cacert "$DOCKER_CERT_PATH/ca.pem" --cert "$DOCKER_CERT_PATH/cert.pem" \
+    --key "$DOCKER_CERT_PATH/key.pem" -H 'Content-Type: application/json' \
+    "https://${DOCKER_HOST#tcp://}$p" "$@"; echo; }
+create() { api POST /v1.41/containers/create --data-binary "$1"; }
+'''
+
+BB = '"Image":"busybox","Cmd":["true"]'
+
+# (case id, the cell's command, what the refusal must say)
+CASES: list[tuple[str, str, str]] = [
+    # -- the policy and dockerd reading a request differently --------------------------
+    ("raw-lowercase-hostconfig", f'create \'{{{BB},"hostconfig":{{"Privileged":true}}}}\'',
+     f'{UNKNOWN} "hostconfig"'),
+    ("raw-lowercase-privileged", f'create \'{{{BB},"HostConfig":{{"privileged":true}}}}\'',
+     f'{UNKNOWN} "privileged"'),
+    ("raw-lowercase-capadd", f'create \'{{{BB},"HostConfig":{{"capadd":["SYS_ADMIN"]}}}}\'',
+     f'{UNKNOWN} "capadd"'),
+    ("raw-lowercase-usernsmode", f'create \'{{{BB},"HostConfig":{{"usernsmode":"host"}}}}\'',
+     f'{UNKNOWN} "usernsmode"'),
+    ("raw-uppercase-BINDS", f'create \'{{{BB},"HostConfig":{{"BINDS":["/:/host"]}}}}\'',
+     f'{UNKNOWN} "BINDS"'),
+    ("raw-unicode-long-s-binds", f'create \'{{{BB},"HostConfig":{{"Bind\\u017f":["/:/host"]}}}}\'',
+     f'{UNKNOWN} "Bind\\u017f"'),
+    ("raw-unicode-kelvin-maskedpaths",
+     f'create \'{{{BB},"HostConfig":{{"Mas\\u212aedPaths":[]}}}}\'', f'{UNKNOWN} "Mas\\u212aedPaths"'),
+    ("raw-duplicate-binds-last-wins",
+     f'create \'{{{BB},"HostConfig":{{"Binds":[],"Binds":["/:/host"]}}}}\'',
+     'a duplicate field "Binds"'),
+    ("raw-duplicate-hostconfig",
+     f'create \'{{{BB},"HostConfig":{{}},"HostConfig":{{"Privileged":true}}}}\'',
+     'a duplicate field "HostConfig"'),
+    ("raw-hostconfig-fields-at-top-level", f'create \'{{{BB},"Privileged":true}}\'',
+     f'{UNKNOWN} "Privileged" in the container\'s config'),
+    ("raw-binds-at-top-level", f'create \'{{{BB},"Binds":["/:/host"]}}\'',
+     f'{UNKNOWN} "Binds" in the container\'s config'),
+    ("raw-lowercase-mount-fields",
+     f'create \'{{{BB},"HostConfig":{{"Mounts":[{{"type":"bind","source":"/","target":"/h"}}]}}}}\'',
+     f'{UNKNOWN} "type"'),
+    ("raw-percent-encoded-create", f'api POST \'/containers/%63reate\' --data-binary \'{{{BB}}}\'',
+     "the request path"),
+    ("raw-percent-encoded-plugin-create", "api POST '/plugins/%63reate?name=x' --data-binary '{}'",
+     "the request path"),
+    ("raw-double-slash-path", f"api POST '//containers/create' --data-binary '{{{BB}}}'",
+     "the request path"),
+    ("raw-dot-dot-path", f"api POST '/v1.41/x/../containers/create' --data-binary '{{{BB}}}'",
+     "the request path"),
+    ("raw-body-over-1mib",
+     "python3 -c 'import json; print(json.dumps({\"Image\": \"busybox\", \"Labels\": "
+     "{\"x\": \"a\" * 1100000}, \"HostConfig\": {\"Binds\": [\"/:/host\"]}}))' > /tmp/big.json; "
+     "api POST /v1.41/containers/create --data-binary @/tmp/big.json", "1 MiB"),
+    ("raw-old-api-start-hostconfig",
+     "id=$(docker create busybox true); api POST /v1.23/containers/$id/start "
+     "--data-binary '{\"Binds\":[\"/:/host\"],\"Privileged\":true}'; docker rm -f $id >/dev/null",
+     "the Docker API version 1.23"),
+    ("raw-start-with-hostconfig-body",
+     "id=$(docker create busybox true); api POST /v1.41/containers/$id/start "
+     "--data-binary '{\"HostConfig\":{\"Privileged\":true}}'; docker rm -f $id >/dev/null",
+     "a request body"),
+    ("raw-exec-lowercase-privileged",
+     "id=$(docker run -d busybox sleep 30); api POST /v1.41/containers/$id/exec "
+     "--data-binary '{\"Cmd\":[\"id\"],\"privileged\":true}'; docker rm -f $id >/dev/null",
+     f'{UNKNOWN} "privileged"'),
+    ("raw-semicolon-in-query", f"api POST '/v1.41/containers/create?name=a;name=b' --data-binary '{{{BB}}}'",
+     "a semicolon in the query string"),
+    ("raw-duplicate-query-parameter",
+     f"api POST '/v1.41/containers/create?name=a&name=b' --data-binary '{{{BB}}}'",
+     'the query parameter "name" given twice'),
+    ("raw-invalid-json", "api POST /v1.41/containers/create --data-binary '{\"Image\":'",
+     "a request body that is not valid JSON"),
+    ("raw-lowercase-tasktemplate",
+     "api POST /v1.41/services/create --data-binary "
+     "'{\"Name\":\"s\",\"tasktemplate\":{\"ContainerSpec\":{\"Image\":\"busybox\"}}}'",
+     f'{UNKNOWN} "tasktemplate"'),
+    ("raw-service-capability-add",
+     "api POST /v1.41/services/create --data-binary '{\"Name\":\"s\",\"TaskTemplate\":"
+     "{\"ContainerSpec\":{\"Image\":\"busybox\",\"CapabilityAdd\":[\"CAP_SYS_ADMIN\"]}}}'",
+     "adding kernel capabilities"),
+    ("raw-service-plugin-spec",
+     "api POST /v1.41/services/create --data-binary '{\"Name\":\"s\",\"TaskTemplate\":"
+     "{\"PluginSpec\":{\"Name\":\"evil\"}}}'", "a plugin service"),
+    ("raw-plugin-pull", "api POST '/v1.41/plugins/pull?remote=evil/plugin' --data-binary '[]'",
+     "installing or changing engine plugins"),
+    ("raw-plugin-set", "api POST /v1.41/plugins/evil/set --data-binary '[\"DEBUG=1\"]'",
+     "installing or changing engine plugins"),
+    ("raw-unknown-endpoint", "api POST /v1.41/containers/x/checkpoints --data-binary '{}'",
+     "the API call POST"),
+    ("raw-update-cgroup-parent",
+     "id=$(docker create busybox true); api POST /v1.41/containers/$id/update "
+     "--data-binary '{\"CgroupParent\":\"/\"}'; docker rm -f $id >/dev/null", "cgroup parent"),
+    ("raw-update-devices",
+     "id=$(docker create busybox true); api POST /v1.41/containers/$id/update "
+     "--data-binary '{\"Devices\":[{\"PathOnHost\":\"/dev/vda\",\"PathInContainer\":\"/d\","
+     "\"CgroupPermissions\":\"rwm\"}]}'; docker rm -f $id >/dev/null", "access to the engine's devices"),
+    ("raw-maskedpaths-empty", f'create \'{{{BB},"HostConfig":{{"MaskedPaths":[]}}}}\'',
+     "unmasking /proc and /sys"),
+    ("raw-commit-with-hostconfig",
+     "id=$(docker create busybox true); api POST \"/v1.41/commit?container=$id&repo=x\" "
+     "--data-binary '{\"HostConfig\":{\"Privileged\":true}}'; docker rm -f $id >/dev/null",
+     f'{UNKNOWN} "HostConfig"'),
+    # -- forms the old policy never looked at ------------------------------------------
+    ("cli-volume-create-bind-device-root",
+     "docker volume create --opt type=none --opt o=bind --opt device=/ rootvol",
+     "the volume options"),
+    ("raw-volume-create-bind-device-root",
+     "api POST /v1.41/volumes/create --data-binary '{\"Name\":\"rootvol\",\"DriverOpts\":"
+     "{\"type\":\"none\",\"o\":\"bind\",\"device\":\"/\"}}'", "the volume options"),
+    ("cli-volume-create-nfs",
+     "docker volume create --opt type=nfs --opt o=addr=127.0.0.1:9 --opt device=:/x nfsvol",
+     "the volume options"),
+    ("cli-volume-driver-plugin", "docker volume create --driver evil/plugin v2",
+     "the volume driver"),
+    ("cli-mount-volume-opt-bind-root",
+     "docker run --rm --mount type=volume,dst=/h,volume-opt=type=none,volume-opt=o=bind,"
+     "volume-opt=device=/ busybox ls /h", "volume driver options in a mount"),
+    ("cli-service-mount-volume-opt",
+     "docker service create --name svc --mount type=volume,dst=/h,volume-opt=type=none,"
+     "volume-opt=o=bind,volume-opt=device=/ busybox sleep 1", "volume driver options in a mount"),
+    ("cli-systempaths-unconfined", "docker run --rm --security-opt systempaths=unconfined busybox true",
+     "unmasking /proc and /sys"),
+    ("cli-seccomp-unconfined", "docker run --rm --security-opt seccomp=unconfined busybox true",
+     "seccomp"),
+    ("cli-seccomp-allow-all-profile",
+     "echo '{\"defaultAction\":\"SCMP_ACT_ALLOW\"}' > /tmp/allow.json; "
+     "docker run --rm --security-opt seccomp=/tmp/allow.json busybox true",
+     "a custom seccomp profile"),
+    ("cli-apparmor-unconfined", "docker run --rm --security-opt apparmor=unconfined busybox true",
+     "the security option"),
+    ("cli-label-disable", "docker run --rm --security-opt label=disable busybox true",
+     "the security option"),
+    # -- the classic flags, for completeness -------------------------------------------
+    ("cli-privileged", "docker run --rm --privileged busybox true", "a privileged container"),
+    ("cli-cap-add-sys-admin", "docker run --rm --cap-add SYS_ADMIN busybox true",
+     "adding kernel capabilities (SYS_ADMIN)"),
+    ("cli-cap-add-lowercase-prefixed", "docker run --rm --cap-add cap_sys_module busybox true",
+     "adding kernel capabilities"),
+    ("cli-cap-add-all", "docker run --rm --cap-add ALL busybox true", "adding kernel capabilities"),
+    ("cli-userns-host", "docker run --rm --userns=host busybox true", "--userns=host"),
+    ("cli-pid-host", "docker run --rm --pid=host busybox true", "--pid=host"),
+    ("cli-ipc-host", "docker run --rm --ipc=host busybox true", "--ipc=host"),
+    ("cli-network-host", "docker run --rm --network=host busybox true", "--network=host"),
+    ("cli-uts-host", "docker run --rm --uts=host busybox true", "--uts=host"),
+    ("cli-cgroupns-host", "docker run --rm --cgroupns=host busybox true", "host"),
+    ("cli-device", "docker run --rm --device /dev/loop0 busybox true", "access to the engine's devices"),
+    ("cli-device-cgroup-rule", "docker run --rm --device-cgroup-rule 'b *:* rwm' busybox true",
+     "access to the engine's devices"),
+    ("cli-bind-root", "docker run --rm -v /:/host busybox true", "whole filesystem (/)"),
+    ("cli-bind-docker-socket", "docker run --rm -v /var/run/docker.sock:/s busybox true",
+     "a bind mount of the engine's"),
+    ("cli-mount-bind-proc", "docker run --rm --mount type=bind,src=/proc,dst=/p busybox true",
+     "a bind mount of the engine's /proc"),
+    ("cli-bind-etc-readonly", "docker run --rm -v /etc:/e:ro busybox true",
+     "a bind mount of the engine's /etc"),
+    ("cli-bind-shared-propagation", "docker run --rm -v /tmp/x:/x:rshared busybox true",
+     "the bind propagation"),
+    ("cli-bind-symlink-to-root",
+     "docker run --rm -v /tmp:/t busybox ln -sfn / /t/rootlink; "
+     "docker run --rm -v /tmp/rootlink:/h busybox true; "
+     "docker run --rm -v /tmp:/t busybox rm -f /t/rootlink", "whole filesystem (/)"),
+    ("cli-cgroup-parent", "docker run --rm --cgroup-parent=/ busybox true", "cgroup parent"),
+    ("cli-runtime", "docker run --rm --runtime=io.containerd.runc.v2 busybox true",
+     "the container runtime"),
+    ("cli-storage-opt", "docker run --rm --storage-opt size=100G busybox true", "storage driver options"),
+    ("cli-log-driver-syslog",
+     "docker run --rm --log-driver syslog --log-opt syslog-address=udp://127.0.0.1:9 busybox true",
+     "the log driver \"syslog\""),
+    ("cli-log-driver-gelf",
+     "docker run --rm --log-driver gelf --log-opt gelf-address=udp://127.0.0.1:9 busybox true",
+     "the log driver \"gelf\""),
+    ("cli-sysctl-kernel", "docker run --rm --sysctl kernel.shm_rmid_forced=1 busybox true",
+     "setting the kernel parameter"),
+    ("cli-oom-score-adj-negative", "docker run --rm --oom-score-adj=-1000 busybox true",
+     "a negative OOM score adjustment"),
+    ("cli-exec-privileged",
+     "id=$(docker run -d busybox sleep 30); docker exec --privileged $id true; docker rm -f $id >/dev/null",
+     "a privileged exec session"),
+    ("cli-build-network-host",
+     "mkdir -p /tmp/ctx && printf 'FROM busybox\\nRUN true\\n' > /tmp/ctx/Dockerfile && "
+     "DOCKER_BUILDKIT=0 docker build --network host /tmp/ctx", "docker build --network=host"),
+    ("cli-build-cgroup-parent",
+     "mkdir -p /tmp/ctx && printf 'FROM busybox\\nRUN true\\n' > /tmp/ctx/Dockerfile && "
+     "DOCKER_BUILDKIT=0 docker build --cgroup-parent / /tmp/ctx", "cgroup parent"),
+    # (The CLI fetches an http:// context itself; only the raw API makes the engine fetch.)
+    ("raw-build-from-url", "api POST '/v1.41/build?remote=http://127.0.0.1:9/context.tar' "
+     "-H 'Content-Type: application/x-tar' --data-binary ''", "a build from a URL"),
+    ("cli-import-from-url", "docker import http://127.0.0.1:9/rootfs.tar evil", "importing an image from a URL"),
+    ("cli-network-macvlan", "docker network create -d macvlan -o parent=eth0 mv", "the network driver"),
+    ("cli-network-ipvlan", "docker network create -d ipvlan -o parent=eth0 iv", "the network driver"),
+    ("cli-network-host-connect",
+     "id=$(docker create busybox true); docker network connect host $id; docker rm -f $id >/dev/null",
+     "host network"),
+    ("cli-swarm-external-ca",
+     "docker swarm init --advertise-addr 127.0.0.1 "
+     "--external-ca protocol=cfssl,url=https://127.0.0.1:9/ca",
+     "an external certificate authority"),
+    ("cli-plugin-install", "docker plugin install --grant-all-permissions evil/plugin",
+     "installing or changing engine plugins"),
+]
+assert len(CASES) >= 60, len(CASES)
+
+# What none of the cases may leave behind on ada's engine.
+AFTERWARDS = ("docker volume ls -q; docker network ls --format '{{.Name}}' "
+              "--filter driver=macvlan --filter driver=ipvlan; docker plugin ls -q; "
+              "docker service ls -q 2>/dev/null; docker ps -aq --filter status=running")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, host_docker, lesson_mirror):
+    """A real site with two learners whose servers and engines are running."""
+    ensure_images()
+    hub = Hub(tmp_path_factory.mktemp("attack-site"),
+              extra_env={"WHALE_REGISTRY_MIRROR": lesson_mirror.url, "WHALE_PROVIDER": "sandbox"})
+    try:
+        ada, bob = hub.user("ada"), hub.user("bob")
+        hub.start(ada)
+        hub.start(bob)
+        out = hub.run(ada, "docker pull -q busybox >/dev/null && echo pulled", timeout=120)
+        assert "pulled" in out, out
+        yield hub, ada, bob
+    finally:
+        hub.close()
+
+
+def readable(output: str) -> str:
+    """The engine's JSON error answers (what curl prints) as the docker CLI shows them."""
+    lines = []
+    for line in output.splitlines():
+        try:
+            line = "Error response from daemon: " + json.loads(line)["message"]
+        except (ValueError, KeyError, TypeError):
+            pass
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def results(site) -> dict[str, str]:
+    """Every case, run in one cell of ada's notebook; the output of each, by id."""
+    hub, ada, _ = site
+    cell = [API]
+    for case_id, command, _ in CASES:
+        cell.append(f"echo '@@begin {case_id}'; ( {command} ) 2>&1; echo '@@end {case_id}'")
+    out = hub.run(ada, "\n".join(cell), timeout=600)
+    found = {case: readable(text) for case, text in
+             re.findall(r"@@begin (\S+)\n(.*?)@@end \1", out, re.S)}
+    after = hub.run(ada, AFTERWARDS, timeout=60)
+    found["@@afterwards"] = after
+    return found
+
+
+@pytest.mark.parametrize("case_id, command, refusal", CASES, ids=[c[0] for c in CASES])
+def test_attack_is_refused_with_its_reason(results, case_id, command, refusal):
+    output = results.get(case_id)
+    assert output is not None, f"{case_id} did not run: " + json.dumps(sorted(results))
+    assert REFUSED in output, output
+    assert refusal in output, output
+
+
+def test_no_attack_left_anything_behind(results):
+    """No volume, macvlan/ipvlan network, plugin, service or running container was made."""
+    assert results["@@afterwards"].strip() == "", results["@@afterwards"]
+
+
+def test_what_lessons_do_still_works_on_the_same_engine(site):
+    hub, ada, _ = site
+    out = hub.run(ada, "docker run --rm -v data:/d busybox sh -c 'echo kept > /d/f && cat /d/f'; "
+                       "docker volume rm data >/dev/null; docker run --rm --cap-drop ALL "
+                       "--cap-add NET_BIND_SERVICE --security-opt no-new-privileges busybox echo ok",
+                  timeout=120)
+    assert out.split() == ["kept", "ok"], out
+
+
+def test_a_learner_cannot_reach_another_learners_engine(site):
+    """bob's engine is not on ada's network: its name does not resolve and its address
+    (read by the operator) does not answer."""
+    hub, ada, bob = site
+    import docker as docker_sdk
+
+    from whale_hub.slugs import OWNER_LABEL
+    client = docker_sdk.from_env()
+    try:
+        engine = client.containers.list(filters={"label": [f"{OWNER_LABEL}={bob}",
+                                                           "org.howtowhale.role=engine"]})[0]
+        address = next(iter(engine.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    finally:
+        client.close()
+    out = hub.run(ada, f"curl -sS -m 3 -k https://{engine.name}:2376/_ping; echo; "
+                       f"curl -sS -m 3 -k https://{address}:2376/_ping; echo", timeout=60)
+    assert "Could not resolve host" in out, out
+    assert re.search(r"timed out|Connection refused|No route", out), out
+    assert "OK" not in out
+
+
+def test_a_fork_bomb_in_one_notebook_leaves_the_other_learner_working(site):
+    hub, ada, bob = site
+    out = hub.run(ada, "docker run --rm busybox sh -c 'for i in $(seq 1 3000); do sleep 5 & done; wait'",
+                  timeout=120)
+    assert "whale: your engine's process limit was hit" in out, out
+    assert hub.run(bob, "docker ps -q | wc -l", timeout=60).strip() == "0"
