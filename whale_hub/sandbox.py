@@ -77,7 +77,7 @@ class SandboxEngine:
                  network_ip: str | None = None, policy: bool = True,
                  disk_limit: str | int | None = None):
         self.name = name
-        # The classroom policy (images/engine/whale-policy): user namespaces, and no
+        # The classroom policy (images/engine/whale-gate): user namespaces, and no
         # privileged containers, host namespaces or system bind mounts.
         self.policy = policy
         self.state_dir = Path(state_dir)
