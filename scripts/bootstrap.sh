@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 need=()
 # chromium + chromium-driver: the browser test of the status indicator.
 # docker-registry: the lesson registry mirror; docker-compose: the Compose lesson.
-for pkg in docker.io debootstrap busybox-static gcc libc6-dev chromium chromium-driver \
+# iptables + iproute2: the host firewall for learners' networks and its tests; e2fsprogs:
+# the engines' disks (mkfs.ext4).
+for pkg in docker.io debootstrap busybox-static gcc libc6-dev chromium chromium-driver iptables iproute2 e2fsprogs \
            docker-registry docker-compose; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
