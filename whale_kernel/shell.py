@@ -11,6 +11,7 @@ the learner for input or end it.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import re
@@ -18,7 +19,9 @@ import select
 import secrets
 import shlex
 import signal
+import struct
 import tempfile
+import termios
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +77,7 @@ class BashSession:
     # -- life cycle ---------------------------------------------------------------
     def start(self) -> None:
         """Start (or restart) bash and wait for its first marker."""
+        self._close_slave()
         nonce = secrets.token_hex(8)
         self._marker = re.compile(r"\x1b\]6262;whale;" + nonce + r";(\d+)\x07")
         env = dict(self.env, __whale_nonce=nonce, TERM=self.env.get("TERM", "xterm-256color"),
@@ -102,6 +106,7 @@ class BashSession:
 
     def close(self) -> None:
         """Stop bash and everything it started on its terminal."""
+        self._close_slave()
         if self.child is not None and self.child.isalive():
             # The running command has a process group of its own (job control): hang
             # it up too, then bash, which hangs up its other jobs as it exits.
@@ -137,7 +142,11 @@ class BashSession:
         """
         assert self.child is not None
         self.cell_file.write_text(code if code.endswith("\n") else code + "\n")
-        self.child.send(f"{prefix}. {shlex.quote(str(self.cell_file))}\n")
+        command = f"{prefix}. {shlex.quote(str(self.cell_file))}\n"
+        # How much bash will have read once it has taken this command (see _bash_took).
+        self._read_before = self._bash_read_bytes()
+        self._command_bytes = len(command.encode())
+        self.child.send(command)
         return self._collect(on_output, on_input, flush_interval, idle_check, on_tick)
 
     def _collect(self, on_output, on_input, flush_interval, idle_check,
@@ -199,6 +208,11 @@ class BashSession:
                         # It wrote something before it began to read: that may be the
                         # end-of-cell marker, and bash waiting for its next command.
                         # Read it first.
+                        pass
+                    elif waiting and self._input_pending():
+                        # What was sent is still in the terminal's queue: the reader
+                        # has not been scheduled to take it yet (bash, about to read
+                        # this very cell, on a busy machine). It is not waiting for us.
                         pass
                     elif waiting:
                         if pending:
@@ -269,6 +283,53 @@ class BashSession:
         except (OSError, ValueError):
             return False
 
+    def _bash_read_bytes(self) -> int | None:
+        """Bytes bash has read so far, from any file (/proc/PID/io rchar)."""
+        try:
+            for line in Path(f"/proc/{self.child.pid}/io").read_text().splitlines():
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+        except (OSError, ValueError, AttributeError):
+            pass
+        return None
+
+    def _bash_took_command(self) -> bool:
+        """Whether bash has read the command of this cell off the terminal.
+
+        The kernel's write reaches bash's terminal through the kernel's own queue, a
+        moment later: until bash has read the whole command, bash blocked reading the
+        terminal is bash about to get this cell, not a cell waiting for keyboard input.
+        """
+        before = getattr(self, "_read_before", None)
+        now = self._bash_read_bytes()
+        if before is None or now is None:
+            return True  # cannot tell: as before
+        return now - before >= self._command_bytes
+
+    def _input_pending(self) -> bool:
+        """Whether the terminal holds input its reader has not read yet (FIONREAD on
+        our own descriptor of the terminal's slave side)."""
+        fd = self._slave_fd()
+        if fd is None:
+            return False
+        try:
+            return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+        except OSError:
+            return False
+
+    def _slave_fd(self) -> int | None:
+        if getattr(self, "_slave", None) is None and self._tty:
+            try:
+                self._slave = os.open(self._tty, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+            except OSError:
+                self._slave = None
+        return getattr(self, "_slave", None)
+
+    def _close_slave(self) -> None:
+        if getattr(self, "_slave", None) is not None:
+            os.close(self._slave)
+            self._slave = None
+
     def _send_eof(self) -> None:
         self.child.send("\x04")
 
@@ -298,7 +359,9 @@ class BashSession:
                 fd = int(fields[1], 16)
                 try:
                     if os.readlink(f"/proc/{pid}/fd/{fd}") == self._tty:
-                        return "read" if pid == self.child.pid else _cmdline(pid)
+                        if pid != self.child.pid:
+                            return _cmdline(pid)
+                        return "read" if self._bash_took_command() else ""
                 except OSError:
                     continue
         return ""
