@@ -1,9 +1,9 @@
 """A learner's engine is safe to hand to a stranger: containers run in a user namespace,
-and the whale-policy authorization plugin refuses what would reach past the engine.
-Driven through the real docker CLI against a real TLS engine."""
+and whale-gate, the only listener in front of dockerd, refuses what would reach past the
+engine. Driven through the real docker CLI against a real TLS engine. (The gate's own rules,
+spelling by spelling, are in test_gate.py.)"""
 from __future__ import annotations
 
-import base64
 import importlib.machinery
 import importlib.util
 import json
@@ -101,8 +101,14 @@ def test_root_in_a_container_is_not_root_on_the_engine(docker_env, tls_engine, h
         uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
         assert all(int(u) >= 100000 for u in uids), status
         info = json.loads(docker(docker_env, "info", "--format", "{{json .}}").stdout)
-        assert "whale-policy" in info["Plugins"]["Authorization"]
         assert any("userns" in opt for opt in info["SecurityOptions"])
+        # The gate is the policy: dockerd has no authorization plugin and no TCP listener.
+        assert not info["Plugins"]["Authorization"]
+        top = engine.top(ps_args="-eo pid,args")["Processes"]
+        dockerd = [p[-1] for p in top if p[-1].startswith("dockerd")]
+        assert dockerd and "--host=unix:///var/run/docker.sock" in dockerd[0], top
+        assert "tcp://" not in dockerd[0] and "--authorization-plugin" not in dockerd[0], dockerd
+        assert any("whale-gate" in p[-1] for p in top), top
     finally:
         docker(docker_env, "rm", "-f", name)
 
@@ -116,39 +122,45 @@ def test_an_operator_can_turn_the_policy_off(engine_image, host_docker, tmp_path
         info = json.loads(docker(env, "info", "--format", "{{json .}}").stdout)
         assert not info["Plugins"]["Authorization"]
         assert not any("userns" in opt for opt in info["SecurityOptions"])
+        # dockerd itself listens with TLS; no gate in front of it.
+        top = host_docker.containers.get(engine.container.id).top(ps_args="-eo pid,args")["Processes"]
+        assert not any("whale-gate" in p[-1] for p in top), top
+        assert any(p[-1].startswith("dockerd") and "--tlsverify" in p[-1] for p in top), top
     finally:
         engine.remove()
 
 
 # -- the policy's rules, for what a one-node engine here cannot show ---------------------
 def _policy():
-    path = images.SITE_IMAGES / "engine" / "whale-policy"
-    loader = importlib.machinery.SourceFileLoader("whale_policy", str(path))
-    spec = importlib.util.spec_from_loader("whale_policy", loader)
+    path = images.SITE_IMAGES / "engine" / "whale-gate"
+    loader = importlib.machinery.SourceFileLoader("whale_gate", str(path))
+    spec = importlib.util.spec_from_loader("whale_gate", loader)
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
 
 
-def _request(uri: str, body: dict, method: str = "POST") -> dict:
-    return {"RequestMethod": method, "RequestUri": uri,
-            "RequestBody": base64.b64encode(json.dumps(body).encode()).decode()}
+def _decide(policy, method: str, target: str, body=None):
+    path, _, query = target.partition("?")
+    raw = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+    return policy.decide(method, path, query, {"Host": "docker"}, raw)
 
 
 def test_swarm_services_and_plugins_follow_the_same_rules():
     policy = _policy()
-    spec = {"TaskTemplate": {"ContainerSpec": {"Image": "busybox"}}}
-    assert policy.decide(_request("/v1.41/services/create", spec)) is None
+    spec = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "busybox"}}}
+    assert _decide(policy, "POST", "/v1.41/services/create", spec).allowed
     spec["TaskTemplate"]["ContainerSpec"]["CapabilityAdd"] = ["CAP_SYS_ADMIN"]
-    assert "SYS_ADMIN" in policy.decide(_request("/v1.41/services/create", spec))
-    bind = {"TaskTemplate": {"ContainerSpec": {"Mounts": [{"Type": "bind", "Source": "/proc"}]}}}
-    assert "/proc" in policy.decide(_request("/v1.41/services/abc/update", bind))
-    assert "plugin" in policy.decide(_request("/v1.41/plugins/pull?remote=x", {}))
-    # Reading is never refused, and an unreadable body is not let through.
-    assert policy.decide(_request("/v1.41/containers/json", {}, method="GET")) is None
-    garbled = {"RequestMethod": "POST", "RequestUri": "/v1.41/containers/create",
-               "RequestBody": base64.b64encode(b"{not json").decode()}
-    assert "could not be read" in policy.decide(garbled)
+    refused = _decide(policy, "POST", "/v1.41/services/create", spec)
+    assert refused.status == 403 and "SYS_ADMIN" in refused.message and REFUSED in refused.message
+    bind = {"TaskTemplate": {"ContainerSpec": {"Mounts": [
+        {"Type": "bind", "Source": "/proc", "Target": "/p"}]}}}
+    assert "/proc" in _decide(policy, "POST", "/v1.41/services/abc/update?version=1", bind).message
+    assert "plugin" in _decide(policy, "POST", "/v1.41/plugins/pull?remote=x", {}).message
+    # Reading is allowed, and an unreadable body is not let through.
+    assert _decide(policy, "GET", "/v1.41/containers/json").allowed
+    garbled = _decide(policy, "POST", "/v1.41/containers/create", b"{not json")
+    assert "a request body that is not valid JSON" in garbled.message and REFUSED in garbled.message
 
 
 def test_an_engine_from_an_older_image_is_replaced(engine_image, host_docker, tmp_path_factory):
