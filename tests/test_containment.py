@@ -151,3 +151,28 @@ def test_the_learner_sees_which_limit_was_hit(small_engine, tmp_path):
         assert run.text.strip() == "fine"
     finally:
         stop_kernel(kernel)
+
+
+def test_a_bind_mount_that_slipped_past_the_gate_would_hold_nothing_of_the_engine(
+        small_engine, host_docker):
+    """Defence in depth: suppose a bind mount of the engine's `/` got through (a symlink
+    swapped between the gate's check and the container's start, say). Inside it, the
+    learner's root is uid 100000 of the engine: it cannot read the engine's TLS key, talk
+    to its dockerd, or change the engine's files. Checked as that very user, in the
+    engine container."""
+    engine = host_docker.containers.get(small_engine.container.id)
+
+    def as_learner_root(*cmd: str) -> tuple[int, str]:
+        out = engine.exec_run(list(cmd), user="100000:100000")
+        return out.exit_code, out.output.decode(errors="replace")
+
+    code, out = as_learner_root("cat", "/etc/whale/tls/server-key.pem")
+    assert code != 0 and "Permission denied" in out, out
+    code, out = as_learner_root("python3", "-c",
+                                "import socket; s = socket.socket(socket.AF_UNIX); "
+                                "s.connect('/var/run/docker.sock')")
+    assert code != 0 and "PermissionError" in out, out
+    code, out = as_learner_root("sh", "-c", "echo x >> /etc/passwd")
+    assert code != 0 and "Permission denied" in out, out
+    code, out = as_learner_root("ls", "/var/lib/docker")
+    assert code != 0 and "Permission denied" in out, out
