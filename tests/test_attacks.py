@@ -211,7 +211,8 @@ CASES: list[tuple[str, str, str]] = [
     # (The CLI fetches an http:// context itself; only the raw API makes the engine fetch.)
     ("raw-build-from-url", "api POST '/v1.41/build?remote=http://127.0.0.1:9/context.tar' "
      "-H 'Content-Type: application/x-tar' --data-binary ''", "a build from a URL"),
-    ("cli-import-from-url", "docker import http://127.0.0.1:9/rootfs.tar evil", "importing an image from a URL"),
+    ("cli-import-from-url", "docker import http://127.0.0.1:9/rootfs.tar evil",
+     "importing an image from a URL"),
     ("cli-network-macvlan", "docker network create -d macvlan -o parent=eth0 mv", "the network driver"),
     ("cli-network-ipvlan", "docker network create -d ipvlan -o parent=eth0 iv", "the network driver"),
     ("cli-network-host-connect",
