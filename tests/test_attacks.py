@@ -181,10 +181,23 @@ CASES: list[tuple[str, str, str]] = [
      "a bind mount of the engine's /etc"),
     ("cli-bind-shared-propagation", "docker run --rm -v /tmp/x:/x:rshared busybox true",
      "the bind propagation"),
-    ("cli-bind-symlink-to-root",
-     "docker run --rm -v /tmp:/t busybox ln -sfn / /t/rootlink; "
-     "docker run --rm -v /tmp/rootlink:/h busybox true; "
-     "docker run --rm -v /tmp:/t busybox rm -f /t/rootlink", "whole filesystem (/)"),
+    # Found by an independent red team: a bind source swapped for a link to / between the
+    # check (create) and the mount (start), and the parents of protected paths.
+    ("cli-bind-writable-parent-for-a-symlink", "docker run --rm -v /tmp:/t busybox ln -sfn / /t/rootlink",
+     'a bind mount of "/tmp"'),
+    ("cli-bind-swap-nested-source",
+     "docker run -d --name swap -v /tmp/swap:/t busybox sh -c 'mkdir -p /t/x; sleep 30' >/dev/null; "
+     "sleep 1; docker create -v /tmp/swap/x:/host busybox true; docker rm -f swap >/dev/null",
+     'a bind mount of "/tmp/swap/x"'),
+    ("cli-bind-engine-var", "docker run --rm -v /var:/v busybox true", 'a bind mount of "/var"'),
+    ("cli-mount-bind-var-lib", "docker run --rm --mount type=bind,src=/var/lib,dst=/v busybox true",
+     'a bind mount of "/var/lib"'),
+    ("cli-network-host-by-id",
+     "docker run --rm --network $(docker network ls -q --filter name=^host$) busybox true", "--network=host"),
+    ("cli-network-connect-host-by-prefix",
+     "id=$(docker create busybox true); docker network connect "
+     "$(docker network ls -q --filter name=^host$ | cut -c1-5) $id; docker rm -f $id >/dev/null",
+     "the engine's host network"),
     ("cli-cgroup-parent", "docker run --rm --cgroup-parent=/ busybox true", "cgroup parent"),
     ("cli-runtime", "docker run --rm --runtime=io.containerd.runc.v2 busybox true",
      "the container runtime"),
@@ -318,6 +331,51 @@ def test_a_learner_cannot_reach_another_learners_engine(site):
     assert "Could not resolve host" in out, out
     assert re.search(r"timed out|Connection refused|No route", out), out
     assert "OK" not in out
+
+
+FLOOD = r"""python3 - <<'PY'
+import os, socket, time
+host, port = os.environ["DOCKER_HOST"].split("://")[1].rsplit(":", 1)
+held = []
+for _ in range(12000):
+    try:
+        held.append(socket.create_connection((host, int(port)), timeout=5))
+    except OSError:
+        break
+print("held", len(held), flush=True)
+time.sleep(6)
+for s in held:
+    s.close()
+PY
+docker ps -q | wc -l"""
+
+
+def test_a_flood_of_connections_does_not_take_the_engine_down(site, host_docker):
+    """The red team held 21,000 TCP connections (no certificate is needed to open one) and
+    the gate took the engine down (out of memory). Now connections past 256 are closed at
+    once and an unfinished handshake is dropped after 10 s: the gate's memory stays small
+    during a flood of 12,000, and the engine answers when it is over."""
+    import threading
+
+    from whale_hub.slugs import OWNER_LABEL
+    hub, ada, _ = site
+    engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
+                                                            "org.howtowhale.role=engine"]})[0]
+    done: dict[str, str] = {}
+    flood = threading.Thread(target=lambda: done.setdefault("out", hub.run(ada, FLOOD, timeout=120)))
+    flood.start()
+    peak = 0
+    while flood.is_alive():
+        status = engine.exec_run(["cat", "/proc/1/status"]).output.decode()
+        rss = re.search(r"VmRSS:\s+(\d+) kB", status)
+        if rss:
+            peak = max(peak, int(rss.group(1)))
+        flood.join(0.5)
+    assert re.search(r"held \d{4,}", done["out"]), done["out"]
+    assert done["out"].strip().endswith("0"), done["out"]  # docker ps answered: no containers
+    assert 0 < peak < 80 * 1024, f"the gate grew to {peak} kB during the flood"
+    engine.reload()
+    assert engine.status == "running" and engine.attrs["RestartCount"] == 0
 
 
 def test_a_fork_bomb_in_one_notebook_leaves_the_other_learner_working(site):

@@ -47,13 +47,26 @@ def test_what_would_reach_the_engine_is_refused_with_a_reason(docker_env, args, 
     assert what in out.stderr and REFUSED in out.stderr, out.stderr
 
 
-def test_a_symlink_to_the_engine_root_does_not_get_past_the_bind_check(docker_env):
-    made = docker(docker_env, "run", "--rm", "-v", "/tmp:/t", "busybox", "ln", "-sfn", "/",
-                  "/t/whale-policy-root")
-    assert made.returncode == 0, made.stderr
-    out = docker(docker_env, "run", "--rm", "-v", "/tmp/whale-policy-root:/h", "busybox", "true")
-    assert "whole filesystem (/)" in out.stderr and out.returncode != 0
-    docker(docker_env, "run", "--rm", "-v", "/tmp:/t", "busybox", "rm", "/t/whale-policy-root")
+def test_a_bind_source_cannot_be_swapped_for_a_link_before_the_container_starts(docker_env):
+    """The red team's attack: bind a directory a container can write in, create the
+    container with a bind of a directory below it (checked: harmless), then swap that
+    directory for a link to / and start. dockerd resolves the source again at start, so
+    the gate allows only directories right under /tmp, which no container can write:
+    the writable parent and the nested source are both refused."""
+    name = f"policy-swap-{os.getpid()}"
+    whole_tmp = docker(docker_env, "run", "--rm", "-v", "/tmp:/t", "busybox", "true")
+    assert 'a bind mount of "/tmp"' in whole_tmp.stderr and whole_tmp.returncode != 0
+    try:
+        assert docker(docker_env, "run", "-d", "--name", name, "-v", f"/tmp/{name}:/t", "busybox",
+                      "sh", "-c", "mkdir /t/x && sleep 60").returncode == 0
+        nested = docker(docker_env, "create", "-v", f"/tmp/{name}/x:/host", "busybox", "true")
+        assert f'a bind mount of "/tmp/{name}/x"' in nested.stderr and nested.returncode != 0
+        assert "right under /tmp" in nested.stderr
+        parent = docker(docker_env, "run", "--rm", "-v", "/var:/v", "busybox", "true")
+        assert 'a bind mount of "/var"' in parent.stderr and parent.returncode != 0
+    finally:
+        docker(docker_env, "rm", "-f", name)
+        docker(docker_env, "run", "--rm", "-v", f"/tmp/{name}:/t", "busybox", "rm", "-rf", "/t/x")
 
 
 def test_privileged_exec_is_refused_and_plain_exec_works(docker_env):
@@ -87,7 +100,7 @@ def test_what_lessons_do_is_allowed(docker_env):
     finally:
         docker(docker_env, "rm", "-f", web)
         docker(docker_env, "volume", "rm", "-f", volume)
-        docker(docker_env, "run", "--rm", "-v", "/tmp:/t", "busybox", "rm", "-rf", "/t/whale-policy-ok")
+        docker(docker_env, "run", "--rm", "-v", "/tmp/whale-policy-ok:/d", "busybox", "rm", "-rf", "/d/f")
 
 
 def test_root_in_a_container_is_not_root_on_the_engine(docker_env, tls_engine, host_docker):

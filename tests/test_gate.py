@@ -537,8 +537,8 @@ def test_a_network_endpoint_on_the_host_network_is_refused():
 
 
 def test_what_lessons_do_with_containers_is_allowed():
-    for hc in [{"Binds": ["data:/d", "/tmp/work:/w:ro,z", "/home/learner:/h:rslave"]},
-               {"Mounts": [{"Type": "bind", "Source": "/srv/x", "Target": "/x", "ReadOnly": True,
+    for hc in [{"Binds": ["data:/d", "/tmp/work:/w:ro,z", "/tmp/learner:/h:rslave"]},
+               {"Mounts": [{"Type": "bind", "Source": "/tmp/x", "Target": "/x", "ReadOnly": True,
                             "BindOptions": {"Propagation": "rprivate", "CreateMountpoint": True}},
                            {"Type": "volume", "Source": "v", "Target": "/v",
                             "VolumeOptions": {"NoCopy": True, "Labels": {"a": "b"},
@@ -1121,3 +1121,44 @@ def test_a_certificate_from_another_engine_is_refused(raw, second_engine):
             s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
             assert s.recv(100) == b""
             raise ConnectionError("closed without an answer")
+
+
+# -- found by an independent red team -------------------------------------------------------
+@pytest.mark.parametrize("source", ["/tmp", "/var", "/var/lib", "/tmp/a/b", "/home/learner", "/srv/x",
+                                    "/mnt", "/opt/x"])
+def test_a_bind_source_is_a_directory_right_under_tmp(source):
+    """dockerd resolves a bind source again when the container starts; a source whose
+    parent a container can write could be swapped for a link to / in between. /var and
+    /var/lib also held the engine's data root below them."""
+    refused(create({"Binds": [f"{source}:/x"]}), f"a bind mount of {json.dumps(source)}",
+            "right under /tmp")
+    refused(create({"Mounts": [{"Type": "bind", "Source": source, "Target": "/x"}]}),
+            f"a bind mount of {json.dumps(source)}")
+
+
+@pytest.fixture
+def engine_networks(monkeypatch):
+    """The lookup the running gate makes on dockerd, with this engine's networks: the
+    host network by name, ID and ID prefix (local and swarm scope), and a user network."""
+    networks = [{"Name": "host", "Id": "4f0c1d2e3a4b5c6d", "Driver": "host"},
+                {"Name": "shop", "Id": "9a8b7c6d5e4f3a2b", "Driver": "bridge"}]
+
+    def lookup(ref):
+        return [n for n in networks if ref in (n["Name"], n["Id"]) or n["Id"].startswith(ref)]
+    monkeypatch.setattr(gate, "NETWORK_LOOKUP", lookup)
+
+
+@pytest.mark.parametrize("ref", ["4f0c1d2e3a4b5c6d", "4f0c1d", "HOST"])
+def test_the_host_network_by_id_or_prefix_is_the_host_network(engine_networks, ref):
+    refused(create({"NetworkMode": ref}), "--network=host")
+    refused(create(None, NetworkingConfig={"EndpointsConfig": {ref: {}}}), "--network=host")
+    refused(decide("POST", f"/v1.41/networks/{ref}/connect", {"Container": "c1"}),
+            "the engine's host network")
+    spec = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "busybox"},
+                                          "Networks": [{"Target": ref}]}}
+    refused(decide("POST", "/v1.41/services/create", spec), "--network=host")
+
+
+def test_a_user_network_by_id_prefix_is_allowed(engine_networks):
+    allowed(create({"NetworkMode": "9a8b7c"}))
+    allowed(create({"NetworkMode": "shop"}))
