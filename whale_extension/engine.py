@@ -2,8 +2,8 @@
 
 The Docker SDK blocks, and an engine that hangs must never stall the server, so every
 call to the engine runs in a small thread pool of this module's own, under a deadline
-(``asyncio.wait_for``) and with a socket timeout of the same length (so a thread that
-lost the race ends soon after). Answers are cached briefly and concurrent askers share
+(``asyncio.wait_for``) and with a socket timeout a second longer (so a thread that
+lost the race ends soon after, and the deadline is what reports a hung engine). Answers are cached briefly and concurrent askers share
 one probe in flight: a UI that polls costs the engine nothing extra.
 """
 from __future__ import annotations
@@ -77,6 +77,13 @@ class EngineMonitor:
 
     # ------------------------------------------------------------------ plumbing
 
+    @property
+    def _socket_timeout(self) -> float:
+        # The thread's sockets give up a second after the answer is due: a hung engine is
+        # then always reported by the deadline as "timeout", never as whichever of the
+        # two timers happened to fire first on a busy machine ("unreachable").
+        return self.timeout + 1.0
+
     async def _in_thread(self, func, *args, timeout: float | None = None):
         loop = asyncio.get_running_loop()
         return await asyncio.wait_for(loop.run_in_executor(self._pool, func, *args),
@@ -133,7 +140,7 @@ class EngineMonitor:
         else:
             answer["credentials"] = credentials_info(bundle, generation)
             try:
-                facts = await self._in_thread(_engine_facts, bundle, self.timeout)
+                facts = await self._in_thread(_engine_facts, bundle, self._socket_timeout)
             except asyncio.TimeoutError:
                 answer.update(status="down", code="timeout", reason=(
                     f"The Docker engine at {bundle.docker_host} did not answer within "
@@ -196,7 +203,7 @@ class EngineMonitor:
             if problem is not None:
                 raise BundleError(problem["code"], problem["reason"])
             started = time.monotonic()
-            ports = await self._in_thread(_published, bundle, self.timeout)
+            ports = await self._in_thread(_published, bundle, self._socket_timeout)
             value = {"docker_host": bundle.docker_host, "ports": ports}
             self._ports = _Cached(generation, started, time.time(), value)
             return value
