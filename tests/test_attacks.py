@@ -192,6 +192,13 @@ CASES: list[tuple[str, str, str]] = [
     ("cli-bind-engine-var", "docker run --rm -v /var:/v busybox true", 'a bind mount of "/var"'),
     ("cli-mount-bind-var-lib", "docker run --rm --mount type=bind,src=/var/lib,dst=/v busybox true",
      'a bind mount of "/var/lib"'),
+    # The second red team raced docker cp into mounting a volume over /usr/sbin.
+    ("cli-docker-cp-in",
+     "id=$(docker create busybox true); echo x > /tmp/f; docker cp /tmp/f $id:/f; "
+     "docker rm -f $id >/dev/null", "(docker cp)"),
+    ("raw-archive-get",
+     "id=$(docker create busybox true); api GET \"/v1.41/containers/$id/archive?path=/etc\"; "
+     "docker rm -f $id >/dev/null", "(docker cp)"),
     ("cli-network-host-by-id",
      "docker run --rm --network $(docker network ls -q --filter name=^host$) busybox true", "--network=host"),
     ("cli-network-connect-host-by-prefix",
@@ -376,6 +383,74 @@ def test_a_flood_of_connections_does_not_take_the_engine_down(site, host_docker)
     assert 0 < peak < 80 * 1024, f"the gate grew to {peak} kB during the flood"
     engine.reload()
     assert engine.status == "running" and engine.attrs["RestartCount"] == 0
+
+
+SLOW_HEADS = r"""python3 - <<'PY'
+import os, socket, ssl, time
+host, port = os.environ["DOCKER_HOST"].split("://")[1].rsplit(":", 1)
+certs = os.environ["DOCKER_CERT_PATH"]
+context = ssl.create_default_context(cafile=f"{certs}/ca.pem")
+context.load_cert_chain(f"{certs}/cert.pem", f"{certs}/key.pem")
+context.check_hostname = False
+held = []
+for _ in range(300):
+    try:
+        s = context.wrap_socket(socket.create_connection((host, int(port)), timeout=5))
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n")  # and never the end of the head
+        held.append(s)
+    except OSError:
+        pass
+print("held", len(held), flush=True)
+time.sleep(8)
+PY"""
+
+
+def test_slow_requests_from_a_notebook_do_not_lock_out_the_hub(site, host_docker):
+    """The second red team held 255 TLS connections with unfinished request heads (a head
+    could take 600 s) and nobody else got in. Now one address holds at most 128 of the
+    gate's 256 connections and a head must come whole within 15 s: while ada's notebook
+    holds its slow requests, the hub still reaches her engine."""
+    import dataclasses
+    import threading
+    import time
+
+    from whale_hub.slugs import OWNER_LABEL
+    from whale_kernel.credentials import CredentialBundle
+    hub, ada, _ = site
+    engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
+                                                            "org.howtowhale.role=engine"]})[0]
+    port = engine.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"]
+    owner_file = next(f for f in (hub.state / "hub" / "engines" / "learners").glob("*/owner")
+                      if f.read_text().strip() == ada)
+    bundle = CredentialBundle.load(owner_file.parent / "engine" / "bundle")
+    hub_side = dataclasses.replace(bundle, docker_host=f"tcp://127.0.0.1:{port}")
+
+    def gate_fds() -> int:
+        return int(engine.exec_run(["sh", "-c", "ls /proc/1/fd | wc -l"]).output.decode().strip())
+
+    before = gate_fds()
+    done: dict[str, str] = {}
+    holder = threading.Thread(
+        target=lambda: done.setdefault("out", hub.run(ada, SLOW_HEADS, timeout=90)))
+    holder.start()
+    try:
+        # Until ada's notebook holds all it can: the gate's open files stop growing.
+        deadline = time.monotonic() + 60
+        seen: list[int] = []
+        while time.monotonic() < deadline:
+            seen.append(gate_fds())
+            if seen[-1] >= before + 100 and len(set(seen[-4:])) == 1 and len(seen) >= 4:
+                break
+            time.sleep(0.3)
+        client = hub_side.client(timeout=5)
+        try:
+            assert client.ping() is True  # while ada's slow requests are held
+        finally:
+            client.close()
+    finally:
+        holder.join(90)
+    held = int(re.search(r"held (\d+)", done["out"]).group(1))
+    assert 100 <= held <= 128, done["out"]
 
 
 def test_a_fork_bomb_in_one_notebook_leaves_the_other_learner_working(site):

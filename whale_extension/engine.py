@@ -3,8 +3,9 @@
 The Docker SDK blocks, and an engine that hangs must never stall the server, so every
 call to the engine runs in a small thread pool of this module's own, under a deadline
 (``asyncio.wait_for``) and with a socket timeout a second longer (so a thread that
-lost the race ends soon after, and the deadline is what reports a hung engine). Answers are cached briefly and concurrent askers share
-one probe in flight: a UI that polls costs the engine nothing extra.
+lost the race ends soon after, and the deadline is what reports a hung engine).
+Answers are cached briefly and concurrent askers share one probe in flight: a UI that
+polls costs the engine nothing extra.
 """
 from __future__ import annotations
 
