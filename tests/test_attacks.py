@@ -199,6 +199,13 @@ CASES: list[tuple[str, str, str]] = [
     ("raw-archive-get",
      "id=$(docker create busybox true); api GET \"/v1.41/containers/$id/archive?path=/etc\"; "
      "docker rm -f $id >/dev/null", "(docker cp)"),
+    # The third red team: dockerd 20.10 copies and tars files in its own mount namespace.
+    ("cli-volumes-from",
+     "id=$(docker create -v data:/d busybox true); docker run --rm --volumes-from $id busybox true; "
+     "docker rm -f $id >/dev/null; docker volume rm data >/dev/null", "--volumes-from"),
+    ("cli-commit-without-pause",
+     "id=$(docker run -d busybox sleep 30); docker commit --pause=false $id snap; "
+     "docker rm -f $id >/dev/null", "--pause=false"),
     ("cli-network-host-by-id",
      "docker run --rm --network $(docker network ls -q --filter name=^host$) busybox true", "--network=host"),
     ("cli-network-connect-host-by-prefix",
@@ -451,6 +458,41 @@ def test_slow_requests_from_a_notebook_do_not_lock_out_the_hub(site, host_docker
         holder.join(90)
     held = int(re.search(r"held (\d+)", done["out"]).group(1))
     assert 100 <= held <= 128, done["out"]
+
+
+VOLUME_COPY_RACE = r"""
+mkdir -p /tmp/volcopy && cd /tmp/volcopy
+cat > Dockerfile <<'DF'
+FROM busybox
+RUN mkdir /data && for i in $(seq 100 140); do \
+      dd if=/dev/zero of=/data/a$i bs=1M count=1 2>/dev/null; done && echo CONTENT > /data/zz
+DF
+DOCKER_BUILDKIT=0 docker build -q -t volcopy . >/dev/null
+docker volume create racevol >/dev/null
+docker run -d --name racer -v racevol:/v busybox sh -c \
+  'while [ ! -e /v/a100 ]; do :; done; ln -s /etc/whale-redteam-pwned /v/zz; sleep 60' >/dev/null
+sleep 1
+docker create --name victim -v racevol:/data volcopy >/dev/null && echo created
+sleep 2
+docker run --rm -v racevol:/v busybox ls /v | wc -l
+docker rm -f racer victim >/dev/null; docker volume rm racevol >/dev/null; docker image rm volcopy >/dev/null
+"""
+
+
+def test_a_volume_being_filled_cannot_be_redirected_to_the_engines_files(site, host_docker):
+    """The third red team's race: while dockerd filled an empty named volume from the image
+    (following links, as the engine's root), a container holding the same volume planted
+    a link to an engine path, and the copy wrote there. Named volumes are now mounted
+    without that copy: nothing is written through the link, and the volume stays empty."""
+    from whale_hub.slugs import OWNER_LABEL
+    hub, ada, _ = site
+    out = hub.run(ada, VOLUME_COPY_RACE, timeout=180)
+    assert "created" in out, out
+    assert out.strip().splitlines()[-1] == "0", out  # no copy from the image at all
+    engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
+                                                            "org.howtowhale.role=engine"]})[0]
+    probe = engine.exec_run(["ls", "/etc/whale-redteam-pwned"])
+    assert probe.exit_code != 0 and b"No such file" in probe.output, probe.output
 
 
 def test_a_fork_bomb_in_one_notebook_leaves_the_other_learner_working(site):

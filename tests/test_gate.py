@@ -246,6 +246,39 @@ CLI_REQUESTS = [
 ]
 
 
+def without_copy(body: dict) -> dict:
+    """What the gate sends for a create request: named volumes get "nocopy"."""
+    hc = body.get("HostConfig") or {}
+    if hc.get("Binds"):
+        hc["Binds"] = [gate.without_copy(b) for b in hc["Binds"]]
+    for mount in hc.get("Mounts") or []:
+        if mount.get("Type") == "volume" and mount.get("Source"):
+            mount.setdefault("VolumeOptions", {})
+            mount["VolumeOptions"] = dict(mount["VolumeOptions"] or {}, NoCopy=True)
+    return body
+
+
+@pytest.mark.parametrize("spec, sent", [
+    ("vol:/v", "vol:/v:nocopy"), ("vol:/v:ro", "vol:/v:ro,nocopy"), ("vol:/v:nocopy", "vol:/v:nocopy"),
+    ("/tmp/x:/y:ro", "/tmp/x:/y:ro"), ("/tmp/x:/y", "/tmp/x:/y"),
+])
+def test_named_volumes_are_mounted_without_the_copy_from_the_image(spec, sent):
+    """The third red team planted a link in a volume while dockerd filled it from the image
+    (in the engine's own mount namespace) and wrote /etc/ld.so.preload as the engine's root."""
+    d = allowed(create({"Binds": [spec]}))
+    assert json.loads(d.body)["HostConfig"]["Binds"] == [sent]
+    d = allowed(create({"Mounts": [{"Type": "volume", "Source": "vol", "Target": "/v"}]}))
+    assert json.loads(d.body)["HostConfig"]["Mounts"][0]["VolumeOptions"]["NoCopy"] is True
+
+
+def test_volumes_from_and_an_unpaused_commit_are_refused():
+    refused(create({"VolumesFrom": ["other"]}), "--volumes-from")
+    for value in ("0", "false", "", "no", "NONE"):
+        refused(decide("POST", f"/v1.41/commit?container=c1&pause={value}", b""), "--pause=false")
+    allowed(decide("POST", "/v1.41/commit?container=c1&pause=1", b""))
+    allowed(decide("POST", "/v1.41/commit?container=c1", b""))
+
+
 @pytest.mark.parametrize("method, target, body, headers", CLI_REQUESTS,
                          ids=[f"{m} {t.split('?')[0]}" for m, t, _, _ in CLI_REQUESTS])
 def test_what_the_docker_cli_sends_is_allowed_and_forwarded_as_dockerd_reads_it(method, target, body,
@@ -263,8 +296,9 @@ def test_what_the_docker_cli_sends_is_allowed_and_forwarded_as_dockerd_reads_it(
                          "Connection", "Upgrade"}
     assert "Accept-Encoding" not in sent
     if body not in (None, b"", "null"):
-        # The same JSON dockerd would have read, and nothing else.
-        assert json.loads(d.body) == json.loads(body)
+        # The same JSON dockerd would have read, and nothing else, but for named volumes,
+        # which are mounted without the copy from the image ("nocopy").
+        assert json.loads(d.body) == without_copy(json.loads(body))
         assert sent["Content-Type"] == "application/json"
     else:
         assert d.body is None
