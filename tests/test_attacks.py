@@ -206,6 +206,9 @@ CASES: list[tuple[str, str, str]] = [
     ("cli-commit-without-pause",
      "id=$(docker run -d busybox sleep 30); docker commit --pause=false $id snap; "
      "docker rm -f $id >/dev/null", "--pause=false"),
+    ("cli-pid-share-for-a-commit-race",
+     "id=$(docker run -d busybox sleep 30); docker run --rm --pid container:$id busybox true; "
+     "docker rm -f $id >/dev/null", "--pid container:"),
     ("cli-network-host-by-id",
      "docker run --rm --network $(docker network ls -q --filter name=^host$) busybox true", "--network=host"),
     ("cli-network-connect-host-by-prefix",

@@ -271,6 +271,14 @@ def test_named_volumes_are_mounted_without_the_copy_from_the_image(spec, sent):
     assert json.loads(d.body)["HostConfig"]["Mounts"][0]["VolumeOptions"]["NoCopy"] is True
 
 
+@pytest.mark.parametrize("mode", ["container:c1", "CONTAINER:c1", "container:0123abcd"])
+def test_sharing_another_containers_processes_is_refused(mode):
+    """The fourth red team: a container in c1's pid namespace swapped a file of c1 for a
+    link while `docker commit` (c1 paused) walked c1's files in the engine's mount
+    namespace, and the engine's TLS key ended up in an image."""
+    refused(create({"PidMode": mode}), "--pid container:")
+
+
 def test_volumes_from_and_an_unpaused_commit_are_refused():
     refused(create({"VolumesFrom": ["other"]}), "--volumes-from")
     for value in ("0", "false", "", "no", "NONE"):
