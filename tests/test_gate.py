@@ -586,7 +586,7 @@ def test_what_lessons_do_with_containers_is_allowed():
                {"SecurityOpt": ["no-new-privileges", "no-new-privileges:true"]},
                {"Sysctls": {"net.ipv4.ping_group_range": "0 2147483647"}},
                {"LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}},
-               {"NetworkMode": "container:web", "PidMode": "private", "IpcMode": "shareable"},
+               {"NetworkMode": "container:web", "IpcMode": "shareable"},
                {"Memory": 1 << 28, "NanoCpus": 10 ** 9, "PidsLimit": 100, "OomScoreAdj": 500,
                 "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}], "Runtime": "runc"},
                {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
