@@ -125,7 +125,7 @@ CASES: list[tuple[str, str, str]] = [
     ("raw-commit-with-hostconfig",
      "id=$(docker create busybox true); api POST \"/v1.41/commit?container=$id&repo=x\" "
      "--data-binary '{\"HostConfig\":{\"Privileged\":true}}'; docker rm -f $id >/dev/null",
-     f'{UNKNOWN} "HostConfig"'),
+     "(docker commit)"),
     # -- forms the old policy never looked at ------------------------------------------
     ("cli-volume-create-bind-device-root",
      "docker volume create --opt type=none --opt o=bind --opt device=/ rootvol",
@@ -205,7 +205,13 @@ CASES: list[tuple[str, str, str]] = [
      "docker rm -f $id >/dev/null; docker volume rm data >/dev/null", "--volumes-from"),
     ("cli-commit-without-pause",
      "id=$(docker run -d busybox sleep 30); docker commit --pause=false $id snap; "
-     "docker rm -f $id >/dev/null", "--pause=false"),
+     "docker rm -f $id >/dev/null", "(docker commit)"),
+    ("cli-commit-paused", "id=$(docker run -d busybox sleep 30); docker commit $id snap; "
+     "docker rm -f $id >/dev/null", "(docker commit)"),
+    ("cli-mount-anonymous-volume-by-name",
+     "docker run -d --name anon -v /data busybox sleep 30 >/dev/null; "
+     "docker run --rm -v $(docker inspect -f '{{range .Mounts}}{{.Name}}{{end}}' anon):/v busybox true; "
+     "docker rm -fv anon >/dev/null", "anonymous volume"),
     ("cli-pid-share-for-a-commit-race",
      "id=$(docker run -d busybox sleep 30); docker run --rm --pid container:$id busybox true; "
      "docker rm -f $id >/dev/null", "--pid container:"),

@@ -185,8 +185,6 @@ CLI_REQUESTS = [
                                                                         "Upgrade": "tcp"}),
     ("POST", "/v1.41/containers/c1/kill?signal=KILL", b"", {}),
     ("DELETE", "/v1.41/containers/c1?force=1", None, {}),
-    ("POST", "/v1.41/commit?author=&comment=&container=c1&repo=img&tag=tag", "null", {}),
-    ("POST", "/v1.45/commit?author=&comment=&container=c1&repo=docker.io%2Flibrary%2Fimg&tag=tag", b"", {}),
     ("POST", "/v1.41/containers/c1/update", CLI_UPDATE, {}),
     ("POST", "/v1.41/containers/c1/rename?name=c2", b"", {}),
     ("POST", "/v1.41/volumes/create", '{"Driver":"local","DriverOpts":{},"Labels":{},"Name":"v1"}', {}),
@@ -279,12 +277,27 @@ def test_sharing_another_containers_processes_is_refused(mode):
     refused(create({"PidMode": mode}), "--pid container:")
 
 
-def test_volumes_from_and_an_unpaused_commit_are_refused():
+def test_volumes_from_and_commit_are_refused():
+    """docker commit walks the container's files in the engine's mount namespace: the
+    third, fourth and fifth red teams redirected that walk (unpaused, through another
+    container's /proc/1/root, through a passed directory handle) to the engine's TLS key."""
     refused(create({"VolumesFrom": ["other"]}), "--volumes-from")
-    for value in ("0", "false", "", "no", "NONE"):
-        refused(decide("POST", f"/v1.41/commit?container=c1&pause={value}", b""), "--pause=false")
-    allowed(decide("POST", "/v1.41/commit?container=c1&pause=1", b""))
-    allowed(decide("POST", "/v1.41/commit?container=c1", b""))
+    for query in ("container=c1&pause=0", "container=c1&pause=1", "container=c1",
+                  "author=&comment=&container=c1&repo=img&tag=tag"):
+        refused(decide("POST", f"/v1.41/commit?{query}", b""), "(docker commit)", "docker export")
+
+
+@pytest.mark.parametrize("spec", ["0123456789abcdef" * 4 + ":/v", "0123456789abcdef" * 4 + ":/v:ro"])
+def test_another_containers_anonymous_volume_cannot_be_mounted_by_name(spec):
+    """The fifth red team mounted a new anonymous volume by its name while dockerd was
+    still filling it from the image, planted a link, and the copy wrote /etc/ld.so.preload."""
+    name = spec.split(":")[0]
+    refused(create({"Binds": [spec]}), "anonymous volume")
+    refused(create({"Mounts": [{"Type": "volume", "Source": name, "Target": "/v"}]}), "anonymous volume")
+    service = {"Name": "s", "TaskTemplate": {"ContainerSpec": {
+        "Image": "busybox", "Mounts": [{"Type": "volume", "Source": name, "Target": "/v"}]}}}
+    refused(decide("POST", "/v1.41/services/create", service), "anonymous volume")
+    allowed(create({"Binds": ["0123456789abcdef:/v"]}))  # a name of the learner's own
 
 
 @pytest.mark.parametrize("method, target, body, headers", CLI_REQUESTS,
@@ -606,10 +619,11 @@ def test_container_update_follows_the_same_rules():
     refused(decide("POST", "/v1.41/containers/x/update", {"memory": 1}), f'{UNKNOWN} "memory"')
 
 
-def test_commit_takes_a_container_config_only():
-    allowed(decide("POST", "/v1.41/commit?container=x&repo=y", {"Cmd": ["sh"], "Env": ["A=1"]}))
+def test_commit_is_refused_whatever_it_carries():
+    refused(decide("POST", "/v1.41/commit?container=x&repo=y", {"Cmd": ["sh"], "Env": ["A=1"]}),
+            "(docker commit)")
     refused(decide("POST", "/v1.41/commit?container=x&repo=y", {"HostConfig": {"Privileged": True}}),
-            f'{UNKNOWN} "HostConfig" in the committed image\'s config')
+            "(docker commit)")
 
 
 # -- volumes, networks, images, builds ---------------------------------------------------------
