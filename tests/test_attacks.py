@@ -215,6 +215,12 @@ CASES: list[tuple[str, str, str]] = [
     ("cli-pid-share-for-a-commit-race",
      "id=$(docker run -d busybox sleep 30); docker run --rm --pid container:$id busybox true; "
      "docker rm -f $id >/dev/null", "--pid container:"),
+    ("cli-network-of-another-container",
+     "id=$(docker run -d busybox sleep 30); docker run --rm --network container:$id busybox true; "
+     "docker rm -f $id >/dev/null", "(--network container:"),
+    ("cli-ipc-of-another-container",
+     "id=$(docker run -d --ipc shareable busybox sleep 30); "
+     "docker run --rm --ipc container:$id busybox true; docker rm -f $id >/dev/null", "(--ipc container:"),
     ("cli-network-host-by-id",
      "docker run --rm --network $(docker network ls -q --filter name=^host$) busybox true", "--network=host"),
     ("cli-network-connect-host-by-prefix",

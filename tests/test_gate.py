@@ -277,6 +277,15 @@ def test_sharing_another_containers_processes_is_refused(mode):
     refused(create({"PidMode": mode}), "--pid container:")
 
 
+@pytest.mark.parametrize("key, flag", [("NetworkMode", "--network"), ("IpcMode", "--ipc")])
+def test_joining_another_containers_network_or_ipc_namespace_is_refused(key, flag):
+    """The sixth red team joined a build step's network namespace and passed a directory
+    handle over an abstract unix socket; the builder's commit of the step then read the
+    engine's TLS key through a swapped link."""
+    refused(create({key: "container:0123abcd"}), f"({flag} container:")
+    refused(create({key: "Container:web"}), f"({flag} container:")
+
+
 def test_volumes_from_and_commit_are_refused():
     """docker commit walks the container's files in the engine's mount namespace: the
     third, fourth and fifth red teams redirected that walk (unpaused, through another
@@ -599,7 +608,7 @@ def test_what_lessons_do_with_containers_is_allowed():
                {"SecurityOpt": ["no-new-privileges", "no-new-privileges:true"]},
                {"Sysctls": {"net.ipv4.ping_group_range": "0 2147483647"}},
                {"LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}},
-               {"NetworkMode": "container:web", "IpcMode": "shareable"},
+               {"NetworkMode": "mynet", "IpcMode": "shareable"},
                {"Memory": 1 << 28, "NanoCpus": 10 ** 9, "PidsLimit": 100, "OomScoreAdj": 500,
                 "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}], "Runtime": "runc"},
                {"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
