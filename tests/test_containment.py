@@ -44,7 +44,9 @@ def env(small_engine):
 
 
 def host_cgroup(pid: int, controller: str) -> str:
-    for line in open(f"/proc/{pid}/cgroup"):
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = f.read().splitlines()
+    for line in lines:
         _, controllers, path = line.strip().split(":", 2)
         if controller in controllers.split(","):
             return path
@@ -119,7 +121,8 @@ def test_the_engine_holds_only_the_capabilities_it_needs(small_engine, host_dock
     assert set(host_config["CapAdd"]) >= {"SYS_ADMIN", "NET_ADMIN"}
     assert "SYS_MODULE" not in host_config["CapAdd"] and "ALL" not in host_config["CapAdd"]
     pid = attrs["State"]["Pid"]
-    status = open(f"/proc/{pid}/status").read()
+    with open(f"/proc/{pid}/status") as f:
+        status = f.read()
     effective = int(re.search(r"CapEff:\s*([0-9a-f]+)", status).group(1), 16)
     for bit, name in ((16, "SYS_MODULE"), (17, "SYS_RAWIO"), (22, "SYS_BOOT"), (25, "SYS_TIME"),
                       (2, "DAC_READ_SEARCH"), (24, "SYS_RESOURCE")):

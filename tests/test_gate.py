@@ -1241,3 +1241,19 @@ def test_the_host_network_by_id_or_prefix_is_the_host_network(engine_networks, r
 def test_a_user_network_by_id_prefix_is_allowed(engine_networks):
     allowed(create({"NetworkMode": "9a8b7c"}))
     allowed(create({"NetworkMode": "shop"}))
+
+
+def test_a_refused_head_request_has_no_body_and_the_connection_stays_usable(raw):
+    """A refusal's JSON after a HEAD was read as the start of the next answer on the same
+    connection (the docker CLI's `docker cp` stats with HEAD, then PUTs: it failed with
+    'malformed HTTP status code "\\"whale:"' once in a full run)."""
+    conn = http.client.HTTPSConnection(raw.host, raw.port, context=raw.context, timeout=30)
+    try:
+        conn.request("HEAD", "/v1.41/containers/c1/archive?path=%2Fetc")
+        refused_head = conn.getresponse()
+        assert refused_head.status == 403 and refused_head.read() == b""
+        conn.request("GET", "/_ping")
+        ping = conn.getresponse()
+        assert (ping.status, ping.read()) == (200, b"OK")
+    finally:
+        conn.close()
