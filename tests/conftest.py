@@ -1,6 +1,8 @@
 """Shared fixtures: a real host engine, real TLS-only engines, a real kernel over ZMQ."""
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
 import queue
 import re
@@ -49,6 +51,17 @@ def host_docker():
 def engine_image(host_docker):
     images.ensure_site_images(only=["howtowhale/engine"])
     return "howtowhale/engine"
+
+
+def load_gate():
+    """images/engine/whale-gate as a module (it is a script in the engine image), for
+    tests of its rules without sockets."""
+    path = images.SITE_IMAGES / "engine" / "whale-gate"
+    loader = importlib.machinery.SourceFileLoader("whale_gate", str(path))
+    spec = importlib.util.spec_from_loader("whale_gate", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
 
 def start_engine(name: str, tmp_path_factory, host_docker, **kw) -> SandboxEngine:

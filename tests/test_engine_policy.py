@@ -4,15 +4,12 @@ engine. Driven through the real docker CLI against a real TLS engine. (The gate'
 spelling by spelling, are in test_gate.py.)"""
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import subprocess
 
 import pytest
 
-from whale_hub import images
 from whale_kernel.credentials import CredentialBundle
 
 REFUSED = "is not allowed on this classroom engine"
@@ -144,15 +141,6 @@ def test_an_operator_can_turn_the_policy_off(engine_image, host_docker, tmp_path
 
 
 # -- the policy's rules, for what a one-node engine here cannot show ---------------------
-def _policy():
-    path = images.SITE_IMAGES / "engine" / "whale-gate"
-    loader = importlib.machinery.SourceFileLoader("whale_gate", str(path))
-    spec = importlib.util.spec_from_loader("whale_gate", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 def _decide(policy, method: str, target: str, body=None):
     path, _, query = target.partition("?")
     raw = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
@@ -160,7 +148,8 @@ def _decide(policy, method: str, target: str, body=None):
 
 
 def test_swarm_services_and_plugins_follow_the_same_rules():
-    policy = _policy()
+    from conftest import load_gate
+    policy = load_gate()
     spec = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "busybox"}}}
     assert _decide(policy, "POST", "/v1.41/services/create", spec).allowed
     spec["TaskTemplate"]["ContainerSpec"]["CapabilityAdd"] = ["CAP_SYS_ADMIN"]

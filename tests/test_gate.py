@@ -12,8 +12,6 @@ raw requests with the learner's certificate, HTTP framing, and TLS without a cer
 from __future__ import annotations
 
 import http.client
-import importlib.machinery
-import importlib.util
 import json
 import os
 import pty
@@ -30,22 +28,13 @@ import pytest
 from whale_hub import images
 from whale_kernel.credentials import CredentialBundle
 
-from conftest import engine_env, start_engine
+from conftest import engine_env, load_gate, start_engine
 
 REFUSED = "is not allowed on this classroom engine"
 UNKNOWN = "an unknown field"
 
 
-def _load_gate():
-    path = images.SITE_IMAGES / "engine" / "whale-gate"
-    loader = importlib.machinery.SourceFileLoader("whale_gate", str(path))
-    spec = importlib.util.spec_from_loader("whale_gate", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-gate = _load_gate()
+gate = load_gate()
 
 # Where bind sources resolve, for the rules (the engine's own filesystem is not this one).
 LINKS = {"/tmp/rootlink": "/", "/tmp/etclink/x": "/etc/x", "/var/run/docker.sock": "/run/docker.sock"}
