@@ -188,8 +188,10 @@ class Hub:
         client = docker.from_env()
         site = f"{SITE_LABEL}={self.site}"
         try:
-            for name in dict.fromkeys(self.made):
-                mine = {"label": [f"{OWNER_LABEL}={name}", site]}
+            # Everything this site made, for learners made through the API or signed up
+            # in a browser alike (a learner's network left behind takes an address pool).
+            for name in [*dict.fromkeys(self.made), None]:
+                mine = {"label": [f"{OWNER_LABEL}={name}", site] if name else [site]}
                 for c in client.containers.list(all=True, filters=mine):
                     c.remove(force=True, v=True)
                 for n in client.networks.list(filters=mine):
