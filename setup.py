@@ -22,8 +22,8 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["whale_kernel", "whale_kernel.*", "whale_extension",
-                                    "whale_extension.*", "whale_hub", "whale_hub.*"]),
+    packages=find_packages(include=["whale_core", "whale_kernel", "whale_extension", "whale_hub",
+                                    "whale_hub.*", "whale_site", "whale_lessons"]),
     package_data={"whale_kernel": ["kernelspec/*"],
                   "whale_extension": ["rest-api.md"]},
     data_files=[
@@ -53,7 +53,7 @@ setup(
                  "hypothesis>=6"],
     },
     entry_points={"jupyterhub.spawners": ["whale = whale_hub.spawner:WhaleSpawner"],
-                  "console_scripts": ["whale = whale_hub.cli:main",
-                                    "whale-check = whale_hub.check:main"]},
+                  "console_scripts": ["whale = whale_site.cli:main",
+                                    "whale-check = whale_lessons.check:main"]},
     classifiers=["Framework :: Jupyter", "Programming Language :: Python :: 3"],
 )

@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from hub_fixtures import Hub  # noqa: E402
-from whale_hub import images  # noqa: E402
-from whale_hub.sandbox import SandboxEngine  # noqa: E402
-from whale_kernel.credentials import CredentialBundle  # noqa: E402
+
+from whale_core.bundle import CredentialBundle  # noqa: E402
+from whale_hub.engine import SandboxEngine  # noqa: E402
+from whale_site import images  # noqa: E402
 
 LABELS = {"org.howtowhale.test": str(os.getpid())}
 # What learner A runs in a container on engine A (2 GiB, 1024 processes, a 10 GiB disk).

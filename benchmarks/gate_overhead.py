@@ -24,9 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from whale_hub import images  # noqa: E402
-from whale_hub.sandbox import SandboxEngine  # noqa: E402
-from whale_kernel.credentials import CredentialBundle  # noqa: E402
+from whale_core.bundle import CredentialBundle  # noqa: E402
+from whale_hub.engine import SandboxEngine  # noqa: E402
+from whale_site import images  # noqa: E402
 
 
 def docker_ps(env: dict[str, str]) -> float:

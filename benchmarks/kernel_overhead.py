@@ -22,9 +22,9 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import KernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from whale_hub import images  # noqa: E402
-from whale_hub.sandbox import SandboxEngine  # noqa: E402
-from whale_kernel.credentials import CredentialStore  # noqa: E402
+from whale_core.store import CredentialStore  # noqa: E402
+from whale_hub.engine import SandboxEngine  # noqa: E402
+from whale_site import images  # noqa: E402
 
 TEN_LINES = "\n".join(f"v{i}=$((RANDOM % 10))" for i in range(9)) + "\necho $v0"
 

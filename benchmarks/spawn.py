@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from hub_fixtures import Hub  # noqa: E402
-from whale_hub import images  # noqa: E402
-from whale_hub.slugs import OWNER_LABEL  # noqa: E402
+
+from whale_core.layout import OWNER_LABEL  # noqa: E402
+from whale_site import images  # noqa: E402
 
 PLAIN_IMAGE = "howtowhale/bench-plain"
 PLAIN_DOCKERFILE = """

@@ -14,11 +14,11 @@ import docker
 import pytest
 from jupyter_client.manager import KernelManager
 
-from whale_hub import images
+from whale_core.store import CredentialStore
+from whale_hub.engine import SandboxEngine
 from whale_hub.engine_disk import unmount_orphans
-from whale_hub.registry import RegistryMirror
-from whale_hub.sandbox import SandboxEngine
-from whale_kernel.credentials import CredentialStore
+from whale_site import images
+from whale_site.registry import RegistryMirror
 
 TEST_LABEL = "org.howtowhale.test"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from jupyter_server.utils import url_path_join
 from traitlets.config import Config
 
-from whale_kernel.credentials import BUNDLE_FILES
+from whale_core.bundle import BUNDLE_FILES
 
 
 def bundle_files(directory: Path | str) -> dict[str, bytes]:

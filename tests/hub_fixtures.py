@@ -20,11 +20,11 @@ import docker
 import requests
 import websocket
 
-from whale_hub import firewall, images
+from whale_core.layout import OWNER_LABEL, SITE_LABEL, site_id_of
+from whale_hub.engine import free_port
 from whale_hub.engine_disk import unmount_under
-from whale_hub.registry import bridge_gateway
-from whale_hub.sandbox import free_port
-from whale_hub.slugs import OWNER_LABEL, SITE_LABEL, site_id_of
+from whale_site import firewall, images
+from whale_site.registry import bridge_gateway
 
 CONFIG = Path(__file__).resolve().parent.parent / "whale_hub" / "jupyterhub_config.py"
 

@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
-
-from whale_hub.registry import RegistryMirror
-from whale_hub.sandbox import free_port
-
 from conftest import start_engine
+
+from whale_hub.engine import free_port
+from whale_site.registry import RegistryMirror
 
 
 @pytest.fixture
@@ -33,7 +32,7 @@ def whale_cli(engine_image, tmp_path_factory):
     env = dict(os.environ, WHALE_STATE=str(state), WHALE_REGISTRY_PORT=str(free_port()))
 
     def run(*args, timeout=900):
-        return subprocess.run([sys.executable, "-m", "whale_hub.cli", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "whale_site.cli", *args], env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=timeout)
     yield run

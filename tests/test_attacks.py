@@ -347,7 +347,7 @@ def test_a_learner_cannot_reach_another_learners_engine(site):
     hub, ada, bob = site
     import docker as docker_sdk
 
-    from whale_hub.slugs import OWNER_LABEL
+    from whale_core.layout import OWNER_LABEL
     client = docker_sdk.from_env()
     try:
         engine = client.containers.list(filters={"label": [f"{OWNER_LABEL}={bob}",
@@ -386,7 +386,7 @@ def test_a_flood_of_connections_does_not_take_the_engine_down(site, host_docker)
     during a flood of 12,000, and the engine answers when it is over."""
     import threading
 
-    from whale_hub.slugs import OWNER_LABEL
+    from whale_core.layout import OWNER_LABEL
     hub, ada, _ = site
     engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
                                                             "org.howtowhale.role=engine"]})[0]
@@ -436,8 +436,8 @@ def test_slow_requests_from_a_notebook_do_not_lock_out_the_hub(site, host_docker
     import threading
     import time
 
-    from whale_hub.slugs import OWNER_LABEL
-    from whale_kernel.credentials import CredentialBundle
+    from whale_core.bundle import CredentialBundle
+    from whale_core.layout import OWNER_LABEL
     hub, ada, _ = site
     engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
                                                             "org.howtowhale.role=engine"]})[0]
@@ -499,7 +499,7 @@ def test_a_volume_being_filled_cannot_be_redirected_to_the_engines_files(site, h
     (following links, as the engine's root), a container holding the same volume planted
     a link to an engine path, and the copy wrote there. Named volumes are now mounted
     without that copy: nothing is written through the link, and the volume stays empty."""
-    from whale_hub.slugs import OWNER_LABEL
+    from whale_core.layout import OWNER_LABEL
     hub, ada, _ = site
     out = hub.run(ada, VOLUME_COPY_RACE, timeout=180)
     assert "created" in out, out

@@ -12,14 +12,13 @@ import time
 import urllib.request
 
 import pytest
-
 from browser import AVAILABLE, MISSING, start_chromium
 from bundle_corpus import zip_bytes
 from conftest import engine_client_for, engine_env, start_engine
 from extension_fixtures import bundle_files, engine_ip, free_port
 
-from whale_hub import images
-from whale_kernel.credentials import CredentialStore
+from whale_core.store import CredentialStore
+from whale_site import images
 
 LABEXTENSION = os.path.join(os.path.dirname(__file__), "..", "whale_extension",
                             "labextension", "package.json")

@@ -12,9 +12,9 @@ import subprocess
 import pytest
 from conftest import TEST_LABEL, engine_env, start_kernel, stop_kernel
 
-from whale_hub import images
-from whale_hub.sandbox import SandboxEngine
-from whale_kernel.credentials import CredentialStore
+from whale_core.store import CredentialStore
+from whale_hub.engine import SandboxEngine
+from whale_site import images
 
 MEMORY = 512 * 1024 * 1024
 PIDS = 256

@@ -23,21 +23,25 @@ import threading
 import zipfile
 
 import pytest
+from bundle_corpus import (
+    HOST,
+    Pki,
+    carina_files,
+    context_files,
+    context_tar,
+    encrypted_key,
+    env_text,
+    tar_bytes,
+    utcnow,
+    zip_bytes,
+)
 from cryptography.hazmat.primitives import serialization
 
-from whale_kernel.credentials import (
-    MAX_ARCHIVE_BYTES,
-    MAX_MEMBERS,
-    BundleError,
-    CredentialBundle,
-    CredentialStore,
-    default_store,
-    parse_env,
-    read_archive,
-)
-
-from bundle_corpus import (HOST, Pki, carina_files, context_files, context_tar,
-                           encrypted_key, env_text, tar_bytes, utcnow, zip_bytes)
+from whale_core.archives import MAX_ARCHIVE_BYTES, MAX_MEMBERS, read_archive
+from whale_core.bundle import CredentialBundle
+from whale_core.envfile import parse_env
+from whale_core.errors import BundleError
+from whale_core.store import CredentialStore, default_store
 
 
 @pytest.fixture(scope="module")
@@ -553,7 +557,7 @@ def test_default_store_follows_environment(monkeypatch, tmp_path):
 
 def test_import_is_light():
     """The kernel imports this module at start: the Docker SDK must not come with it."""
-    code = ("import sys, whale_kernel.credentials; "
+    code = ("import sys, whale_core; "
             "print(sorted(m for m in ('docker', 'requests', 'urllib3') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

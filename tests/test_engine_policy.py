@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from whale_kernel.credentials import CredentialBundle
+from whale_core.bundle import CredentialBundle
 
 REFUSED = "is not allowed on this classroom engine"
 
@@ -170,7 +170,8 @@ def test_an_engine_from_an_older_image_is_replaced(engine_image, host_docker, tm
     learner's existing engine is made again from the new image; an engine that is up to
     date is kept, with what the learner made on it."""
     from conftest import TEST_LABEL
-    from whale_hub.sandbox import SandboxEngine
+
+    from whale_hub.engine import SandboxEngine
 
     older = f"whale-test-older-engine:{os.getpid()}"
     host_docker.images.get(engine_image).tag(older)

@@ -13,10 +13,6 @@ import os
 import time
 
 import pytest
-from tornado.httpclient import HTTPClientError
-
-from whale_kernel.credentials import CredentialBundle, CredentialStore
-
 from bundle_corpus import Pki, carina_files, context_tar, zip_bytes
 from conftest import engine_env, engine_id, start_engine, start_kernel, stop_kernel
 from extension_fixtures import (
@@ -28,6 +24,10 @@ from extension_fixtures import (
     with_host,
 )
 from test_credentials import CORPUS
+from tornado.httpclient import HTTPClientError
+
+from whale_core.bundle import CredentialBundle
+from whale_core.store import CredentialStore
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -133,7 +133,7 @@ async def test_ports_lists_swarm_services(jp_fetch, jp_serverapp, store, swarm_e
     """On a Swarm manager, services' published ports are listed too."""
     from docker.types import EndpointSpec
 
-    from whale_hub import images
+    from whale_site import images
     whale_app(jp_serverapp).published_host = engine_ip(host_docker, swarm_engine)
     images.build_lesson_images(engine_env(swarm_engine), names=["busybox"])
     store.install_directory(swarm_engine.bundle_dir)

@@ -11,10 +11,9 @@ import json
 import time
 
 import pytest
-from tornado.httpclient import HTTPClientError
-
 from conftest import engine_client_for
 from extension_fixtures import bundle_files, engine_ip, free_port, server_config, with_host
+from tornado.httpclient import HTTPClientError
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

@@ -24,11 +24,10 @@ import time
 import urllib.parse
 
 import pytest
-
-from whale_hub import images
-from whale_kernel.credentials import CredentialBundle
-
 from conftest import engine_env, load_gate, start_engine
+
+from whale_core.bundle import CredentialBundle
+from whale_site import images
 
 REFUSED = "is not allowed on this classroom engine"
 UNKNOWN = "an unknown field"

@@ -10,12 +10,19 @@ import zipfile
 import docker
 import pytest
 import requests
-
 from conftest import engine_id, start_engine
 from hub_fixtures import Hub, ensure_images
-from whale_hub.sandbox import LABEL
-from whale_hub.slugs import (OWNER_LABEL, SITE_LABEL, bridge_options, engine_container, learner_network,
-                             learner_slug, server_container, site_id_of, work_volume)
+
+from whale_core.layout import OWNER_LABEL, SITE_LABEL, site_id_of
+from whale_core.layout import ROLE_LABEL as LABEL
+from whale_core.names import (
+    bridge_options,
+    engine_container,
+    learner_network,
+    learner_slug,
+    server_container,
+    work_volume,
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from whale_hub import images
+from whale_site import images
 
 
 def run_in(image: str, *cmd: str, entrypoint: str | None = None) -> str:

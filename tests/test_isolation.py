@@ -21,13 +21,12 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from whale_hub import firewall
-from whale_hub.sandbox import LABEL
-from whale_hub.slugs import bridge_options
-
 from conftest import TEST_LABEL, engine_env, start_engine
 from hub_fixtures import Hub
+
+from whale_core.layout import ROLE_LABEL as LABEL
+from whale_core.names import bridge_options
+from whale_site import firewall
 
 METADATA_IP = "169.254.169.254"
 METADATA_PEER = "169.254.169.1"  # the host's end of the fake metadata host's veth pair

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import engine_id, start_kernel, stop_kernel
 from jupyter_client.kernelspec import KernelSpecManager
 
-from conftest import engine_id, start_kernel, stop_kernel
+from whale_hub.engine import free_port
 from whale_hub.pki import CertificateAuthority, write_client_bundle
-from whale_hub.sandbox import free_port
 
 
 def test_kernelspec_is_installed_as_docker():
@@ -306,7 +306,7 @@ def test_real_docker_progress_is_clean(kernel):
 
 
 def test_kernel_starts_without_credentials(tmp_path):
-    from whale_kernel.credentials import CredentialStore
+    from whale_core.store import CredentialStore
     empty = CredentialStore(tmp_path / "none")
     driver = start_kernel(empty)
     try:

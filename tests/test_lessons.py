@@ -9,17 +9,16 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import nbformat
 import pytest
-import time
-
-from whale_hub import lessons
-from whale_hub.check import CHECKS
-from whale_hub.images import lesson_image_names
-from whale_kernel.credentials import CredentialBundle
-
 from lesson_fixtures import mirrored_engine, whale_cli  # noqa: F401
+
+from whale_core.bundle import CredentialBundle
+from whale_lessons import runner as lessons
+from whale_lessons.check import CHECKS
+from whale_site.images import lesson_image_names
 
 LESSONS = lessons.lesson_paths()
 TOPICS = ["first-container", "lifecycle", "ports", "dockerfile", "volumes", "networks",
@@ -107,7 +106,7 @@ def test_mirror_holds_every_lesson_image(lesson_mirror):
 
 def test_mirror_can_be_a_pull_through_cache(tmp_path):
     """With an upstream, the same registry caches it (not started here: no internet)."""
-    from whale_hub.registry import RegistryMirror
+    from whale_site.registry import RegistryMirror
     mirror = RegistryMirror(tmp_path, address="127.0.0.1", port=5999,
                             upstream="https://registry-1.docker.io")
     config = json.loads(mirror.config())
@@ -120,7 +119,7 @@ def test_mirror_says_when_its_port_is_taken(tmp_path):
     """A fixed mirror port held by another process: a clear error at once, not a timeout."""
     import socket
 
-    from whale_hub.registry import RegistryMirror
+    from whale_site.registry import RegistryMirror
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
@@ -133,7 +132,7 @@ def test_mirror_says_when_its_port_is_taken(tmp_path):
 
 def test_mirror_reports_how_its_process_ended(tmp_path):
     """A registry that cannot start says how it ended and what it logged."""
-    from whale_hub.registry import RegistryMirror
+    from whale_site.registry import RegistryMirror
     mirror = RegistryMirror(tmp_path, address="127.0.0.1", port=0, upstream="://not-a-url")
     started = time.monotonic()
     with pytest.raises(RuntimeError, match=r"docker-registry (exited with status|killed by)"):
@@ -173,7 +172,7 @@ def _solutions() -> dict[str, str]:
 def test_check_fails_before_and_passes_after(name, mirrored_engine, tmp_path):
     """Run `whale-check NAME` on a fresh engine, then the lesson's solution, then again."""
     env = dict(os.environ, **CredentialBundle.load(mirrored_engine.bundle_dir).env)
-    env.pop("REQUESTS_CA_BUNDLE", None)  # see whale_hub.lessons.lesson_engine
+    env.pop("REQUESTS_CA_BUNDLE", None)  # see whale_lessons.runner.lesson_engine
     env.pop("CURL_CA_BUNDLE", None)
 
     def sh(script):

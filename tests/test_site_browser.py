@@ -8,7 +8,6 @@ import shutil
 import time
 
 import pytest
-
 from browser import AVAILABLE, MISSING, start_chromium
 from hub_fixtures import Hub, ensure_images
 

@@ -11,9 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whale_hub.slugs import (FRESH_MARK, MAX_SLUG, bridge_interface, claim_name, engine_container,
-                             fresh_name, is_slug, learner_network, learner_slug, read_owner,
-                             write_owner)
+from whale_core.layout import read_owner, write_owner
+from whale_core.names import (
+    FRESH_MARK,
+    MAX_SLUG,
+    bridge_interface,
+    claim_name,
+    engine_container,
+    fresh_name,
+    is_slug,
+    learner_network,
+    learner_slug,
+)
 
 DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 HOSTILE = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from whale_kernel.engine_errors import explain_engine_error, explain_output
+from whale_core.explain import explain_engine_error, explain_output
 from whale_kernel.terminal import TerminalScreen
 
 # `docker pull` on a TTY: one line per layer, then in-place updates.

@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.request
 
-from whale_hub.sandbox import free_port
+from whale_hub.engine import free_port
 
 
 def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
@@ -17,7 +17,7 @@ def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
                WHALE_HUB_PORT=str(free_port("0.0.0.0")), WHALE_PROXY_API_PORT=str(free_port()),
                WHALE_REGISTRY_PORT=str(free_port()))
     log = open(tmp_path / "up.log", "w")
-    up = subprocess.Popen([sys.executable, "-m", "whale_hub.cli", "up", "--port", str(port)],
+    up = subprocess.Popen([sys.executable, "-m", "whale_site.cli", "up", "--port", str(port)],
                           env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -33,7 +33,7 @@ def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
         output = (tmp_path / "up.log").read_text()
         assert "<form" in page and "password" in page.lower(), output[-3000:]
         assert f"http://localhost:{port}" in output
-        down = subprocess.run([sys.executable, "-m", "whale_hub.cli", "down"], env=env,
+        down = subprocess.run([sys.executable, "-m", "whale_site.cli", "down"], env=env,
                               capture_output=True, text=True, timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
         assert "learners' work is kept" in down.stdout

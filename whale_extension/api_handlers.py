@@ -15,7 +15,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from whale_kernel.credentials import BundleError
+from whale_core.errors import BundleError
 
 from .engine import credentials_info
 

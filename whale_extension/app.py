@@ -7,7 +7,8 @@ import os
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Integer, Unicode, default
 
-from whale_kernel.credentials import BundleError, CredentialStore
+from whale_core.errors import BundleError
+from whale_core.store import CredentialStore
 
 from .api_handlers import CredentialsHandler, HealthHandler, PortsHandler, ReloadHandler
 from .engine import EngineMonitor, engine_hostname

@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from whale_kernel.credentials import BundleError, CredentialBundle, CredentialStore
+from whale_core.bundle import CredentialBundle
+from whale_core.errors import BundleError
+from whale_core.store import CredentialStore
 
 #: Bind addresses inside the engine that other machines can reach.
 _PUBLIC_BINDS = {"", "0.0.0.0", "::"}

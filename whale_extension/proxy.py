@@ -20,7 +20,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import httpclient, web, websocket
 
-from whale_kernel.credentials import BundleError
+from whale_core.errors import BundleError
 
 from .api_handlers import AUTH_RESOURCE, NO_PROXY_HOST
 

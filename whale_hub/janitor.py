@@ -18,9 +18,10 @@ from pathlib import Path
 import docker
 import requests
 
+from whale_core.layout import LEARNERS_DIR, OWNER_LABEL, RUNTIME_DIR, SITE_LABEL, read_owner, site_id_of
+from whale_core.layout import ROLE_LABEL as LABEL
+
 from .engine_disk import unmount_under
-from .sandbox import LABEL
-from .slugs import LEARNERS_DIR, OWNER_LABEL, RUNTIME_DIR, SITE_LABEL, read_owner, site_id_of
 
 
 def hub_users(api_url: str, token: str) -> set[str]:

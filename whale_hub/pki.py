@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from whale_core.bundle import write_bundle_dir
+from whale_core.envfile import format_env
+
 _ONE_DAY = _dt.timedelta(days=1)
 
 
@@ -148,13 +151,10 @@ def write_engine_tls(server_dir: Path, ca: CertificateAuthority, server: Issued)
 
 def write_client_bundle(bundle_dir: Path, ca: CertificateAuthority, client: Issued,
                         docker_host: str) -> Path:
-    """Write a Carina-layout credentials bundle (ca.pem, cert.pem, key.pem, docker.env)."""
-    bundle_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(bundle_dir, 0o700)
-    (bundle_dir / "ca.pem").write_bytes(ca.cert_pem)
-    (bundle_dir / "cert.pem").write_bytes(client.cert_pem)
-    write_private(bundle_dir / "key.pem", client.key_pem)
-    (bundle_dir / "docker.env").write_text(
-        f"DOCKER_HOST={docker_host}\nDOCKER_TLS_VERIFY=1\nDOCKER_CERT_PATH={bundle_dir}\n"
-    )
-    return bundle_dir
+    """Write a Carina-layout credentials bundle (ca.pem, cert.pem, key.pem, docker.env)
+    into a new directory `bundle_dir`."""
+    return write_bundle_dir(bundle_dir, {
+        "ca.pem": ca.cert_pem, "cert.pem": client.cert_pem, "key.pem": client.key_pem,
+        "docker.env": format_env({"DOCKER_HOST": docker_host, "DOCKER_TLS_VERIFY": "1",
+                                  "DOCKER_CERT_PATH": str(bundle_dir)}),
+    })

@@ -23,13 +23,24 @@ from pathlib import Path
 import docker
 from docker.errors import NotFound
 
-from whale_kernel.credentials import BundleError, CredentialBundle, read_archive
+from whale_core.archives import read_archive
+from whale_core.bundle import CredentialBundle
+from whale_core.errors import BundleError
+from whale_core.layout import (
+    LEARNERS_DIR,
+    OWNER_LABEL,
+    RUNTIME_DIR,
+    SITE_LABEL,
+    learner_runtime_dir,
+    learner_state_dir,
+    read_owner,
+    site_id_of,
+    write_owner,
+)
+from whale_core.names import Owner, claim_name, engine_container, learner_slug
+from whale_hub.engine import SandboxEngine
 
 from .pki import write_private
-from .sandbox import SandboxEngine
-from .slugs import (LEARNERS_DIR, OWNER_LABEL, RUNTIME_DIR, SITE_LABEL, Owner, claim_name,
-                    engine_container, learner_runtime_dir, learner_slug, learner_state_dir,
-                    read_owner, site_id_of, write_owner)
 
 
 def _me(spawner) -> Owner:

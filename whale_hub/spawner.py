@@ -26,13 +26,23 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Bool, Dict, Float, Int, Unicode, default
 
-from whale_kernel.credentials import MAX_ARCHIVE_BYTES, BundleError
+from whale_core.archives import MAX_ARCHIVE_BYTES
+from whale_core.errors import BundleError
+from whale_core.layout import OWNER_LABEL, SITE_LABEL, site_id_of
+from whale_core.layout import ROLE_LABEL as LABEL
+from whale_core.names import bridge_options, learner_network, learner_slug, work_volume
 
-from .providers import (ByocProvider, SandboxProvider, claim, container_owner, decode_archive,
-                        encode_archive, in_thread, network_owner, volume_owner)
-from .sandbox import LABEL
-from .slugs import (OWNER_LABEL, SITE_LABEL, bridge_options, learner_network, learner_slug,
-                    site_id_of, work_volume)
+from .providers import (
+    ByocProvider,
+    SandboxProvider,
+    claim,
+    container_owner,
+    decode_archive,
+    encode_archive,
+    in_thread,
+    network_owner,
+    volume_owner,
+)
 
 BUNDLE_MOUNT = "/var/run/whale/bundle"
 

@@ -11,10 +11,14 @@ import os
 import re
 import time
 
+from whale_core.bundle import CredentialBundle
+from whale_core.envfile import parse_env
+from whale_core.errors import BundleError
+from whale_core.explain import NO_ENGINE_HOST, explain_output, limit_hint
+from whale_core.store import default_store
+
 from . import __version__
 from .completion import DockerCompleter
-from .credentials import BundleError, CredentialBundle, default_store, parse_env
-from .engine_errors import NO_ENGINE_HOST, explain_output, limit_hint
 from .protocol import KernelServer, ShutdownRequested, StdinNotAllowed
 from .shell import BashSession
 from .terminal import TerminalScreen

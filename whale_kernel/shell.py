@@ -15,8 +15,8 @@ import fcntl
 import os
 import platform
 import re
-import select
 import secrets
+import select
 import shlex
 import signal
 import struct

@@ -17,12 +17,12 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, NotFound
 
-from whale_kernel.credentials import BundleError, CredentialBundle
+from whale_core.bundle import CredentialBundle
+from whale_core.errors import BundleError
+from whale_core.names import bridge_options
 
 from .engine_disk import EngineDisk
-
 from .pki import CertificateAuthority, write_client_bundle, write_engine_tls
-from .slugs import bridge_options
 
 ENGINE_IMAGE = "howtowhale/engine"
 LABEL = "org.howtowhale.role"

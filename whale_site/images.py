@@ -68,7 +68,8 @@ def _source_digest(roots: list[Path] | None = None) -> str:
     if roots is None:
         roots = [SOURCE / "setup.py", SITE_IMAGES / "singleuser", SITE_IMAGES / "hub",
                  SOURCE / "lessons"]
-        roots += [SOURCE / p for p in ("whale_kernel", "whale_extension", "whale_hub")]
+        roots += [SOURCE / p for p in ("whale_core", "whale_kernel", "whale_extension", "whale_hub",
+                                        "whale_site", "whale_lessons")]
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for f in files:

@@ -21,21 +21,25 @@ from urllib.parse import urlparse
 
 import docker
 
+from whale_core.layout import (
+    ROLE_LABEL,
+    SITE_LABEL,
+    engines_dir,
+    hub_dir,
+    registry_dir,
+    site_id_of,
+    state_root,
+)
+
 from . import firewall, images
-from .registry import bridge_gateway
-from .providers import SITE_LABEL, site_id_of
-from .sandbox import LABEL
+from .registry import RegistryMirror, bridge_gateway, default_mirror
 
 CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("WHALE_STATE", Path.home() / ".whale"))
-
-
 def crypt_key(state: Path) -> str:
     """The auth_state encryption key, made once and kept 0600 beside the hub's state."""
-    path = state / "hub" / "crypt_key"
+    path = hub_dir(state) / "crypt_key"
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     if not path.exists():
@@ -47,7 +51,7 @@ def crypt_key(state: Path) -> str:
 
 def hub_env(port: int = 8000, bind_ip: str = "127.0.0.1", mirror_url: str = "",
             provider: str = "choice") -> dict[str, str]:
-    state = state_dir()
+    state = state_root()
     gateway = bridge_gateway()
     return dict(os.environ, WHALE_STATE=str(state), WHALE_PORT=str(port),
                 WHALE_BIND_IP=bind_ip, WHALE_HUB_CONNECT_IP=gateway,
@@ -62,7 +66,7 @@ def hub_port() -> int:
 
 def firewall_owner() -> str:
     """This site's name among the firewall's owners (one per state directory)."""
-    return f"site-{site_id_of(state_dir() / 'hub' / 'engines')}"
+    return f"site-{site_id_of(engines_dir())}"
 
 
 def install_firewall(mirror_url: str = "") -> None:
@@ -99,20 +103,15 @@ def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
         print("whale: WARNING: no firewall: learners' containers reach every service of "
               "this machine and link-local addresses (169.254.169.254)", flush=True)
     env = hub_env(port, bind_ip, mirror_url or "", provider)
-    hub_dir = state_dir() / "hub"
     host = "localhost" if bind_ip in ("127.0.0.1", "0.0.0.0") else bind_ip
     print(f"whale: the site is at http://{host}:{port}  (sign up, then sign in)", flush=True)
     return subprocess.call([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
-                           cwd=hub_dir, env=env)
+                           cwd=hub_dir(), env=env)
 
 
 def _start_mirror() -> str:
-    try:
-        from . import lessons
-    except ImportError:
-        return ""
     print("whale: starting the lesson registry mirror ...", flush=True)
-    return lessons.default_mirror().url
+    return default_mirror().url
 
 
 def _terminate(pid_file: Path, grace: float = 30) -> None:
@@ -138,17 +137,17 @@ def _terminate(pid_file: Path, grace: float = 30) -> None:
 def down() -> int:
     """Stop the hub, learners' servers and engines; keep every learner's work."""
     for name in ("jupyterhub.pid", "jupyterhub-proxy.pid"):
-        _terminate(state_dir() / "hub" / name)
+        _terminate(hub_dir() / name)
     client = docker.from_env()
     try:
         stopped = 0
-        site = f"{SITE_LABEL}={site_id_of(state_dir() / 'hub' / 'engines')}"
+        site = f"{SITE_LABEL}={site_id_of(engines_dir())}"
         for c in client.containers.list(filters={"label": site}):
-            if c.labels.get(LABEL) == "engine":
+            if c.labels.get(ROLE_LABEL) == "engine":
                 continue  # engines after the servers that use them
             c.stop(timeout=10)
             stopped += 1
-        for c in client.containers.list(filters={"label": [f"{LABEL}=engine", site]}):
+        for c in client.containers.list(filters={"label": [f"{ROLE_LABEL}=engine", site]}):
             c.stop(timeout=10)
             stopped += 1
     finally:
@@ -157,10 +156,6 @@ def down() -> int:
         firewall.remove(firewall_owner())
     except firewall.FirewallError as exc:
         print(f"whale: could not remove the firewall rules: {exc}", file=sys.stderr)
-    try:
-        from .registry import RegistryMirror
-        RegistryMirror(state_dir() / "registry").stop()
-    except ImportError:
-        pass
+    RegistryMirror(registry_dir()).stop()
     print(f"whale: stopped the site ({stopped} containers); learners' work is kept")
     return 0

@@ -38,8 +38,10 @@ from pathlib import Path
 
 import docker
 
+from whale_core.layout import registry_dir
+from whale_hub.engine import free_port
+
 from . import images
-from .sandbox import free_port
 
 REGISTRY_BINARY = "docker-registry"
 DEFAULT_PORT = 5000
@@ -329,3 +331,13 @@ def _stop(pidfile: Path) -> None:
 
 
 __all__ = ["RegistryMirror", "bridge_gateway", "image_digest", "DEFAULT_PORT"]
+
+
+def default_mirror() -> RegistryMirror:
+    """The registry mirror that `whale up` and `whale lesson` share (started, seeded)."""
+    port = int(os.environ.get("WHALE_REGISTRY_PORT", "5000"))
+    mirror = RegistryMirror(registry_dir(), port=port).start()
+    seeded = mirror.seed()
+    if seeded:
+        print(f"whale: registry mirror {mirror.url} seeded with {', '.join(seeded)}", flush=True)
+    return mirror

@@ -1,12 +1,87 @@
-"""One clear line instead of Docker's raw connection and TLS errors.
+"""The one place that explains engine failures: one plain sentence instead of a raw error.
 
-The Docker CLI reports a dead engine or a wrong certificate as a long Go error
-chain ("error during connect: Get \"https://…/v1.41/containers/json\": dial tcp …").
-A learner needs to know which of a few things went wrong and what to do about it.
+Two sources, one vocabulary:
+
+- `explain_exception`: a failed connection from Python (the Docker SDK, requests, ssl),
+  as the hub, the server extension and the bundle checks see it.
+- `explain_engine_error` / `explain_output`: the Docker CLI's output in a learner's cell,
+  where a dead engine or a wrong certificate is a long Go error chain ("error during
+  connect: Get \"https://…/v1.41/containers/json\": dial tcp …").
+- `limit_hint`: which of the engine's limits (disk, processes, memory) a cell's output
+  shows was hit.
 """
 from __future__ import annotations
 
 import re
+import socket
+import ssl
+
+
+def explain_exception(exc: BaseException, timeout: float) -> str:
+    """Turn a connection failure from the Docker SDK into one plain sentence."""
+    chain, seen, todo = [], set(), [exc]
+    while todo:
+        item = todo.pop(0)
+        if item is None or id(item) in seen or not isinstance(item, BaseException):
+            continue
+        seen.add(id(item))
+        chain.append(item)
+        todo += [item.__cause__, item.__context__, getattr(item, "reason", None)]
+        todo += [arg for arg in item.args if isinstance(arg, BaseException)]
+    text = " ".join(str(item) for item in chain).lower()
+
+    def has(*needles: str) -> bool:
+        return any(n in text for n in needles)
+
+    def kind(*types) -> bool:
+        return any(isinstance(item, types) for item in chain)
+
+    if kind(ssl.SSLCertVerificationError) or has("certificate_verify_failed",
+                                                  "certificate verify failed"):
+        if has("hostname mismatch", "ip address mismatch", "doesn't match"):
+            return ("the engine's certificate was rejected because it is not made out for "
+                    "that address (the bundle's DOCKER_HOST may be wrong).")
+        if has("expired"):
+            return "the engine's certificate was rejected because it has expired."
+        return ("the engine's certificate was rejected: it is not signed by the CA in "
+                "ca.pem (wrong CA; the bundle may belong to a different engine).")
+    if has("unknown ca", "bad certificate", "certificate required", "certificate unknown",
+           "certificate expired", "access denied"):
+        return ("the engine rejected this bundle's client certificate (cert.pem); it was "
+                "issued by a CA the engine does not trust, or the engine was reset. Get a "
+                "fresh bundle.")
+    if has("wrong version number", "http request", "record layer failure",
+           "packet length too long"):
+        return ("something answered, but not with TLS: check that the address and port "
+                "(usually 2376) are those of the engine's TLS port.")
+    if kind(ConnectionRefusedError) or has("connection refused", "errno 111"):
+        return ("connection refused, nothing is listening there. Is the engine running, "
+                "and are the address and port right?")
+    if kind(socket.timeout, TimeoutError) or has("timed out", "timeout"):
+        return (f"timed out after {timeout:g} seconds with no answer. The engine may be "
+                "down, or a firewall may be blocking the port.")
+    if kind(socket.gaierror) or has("name or service not known", "nodename nor servname",
+                                    "name resolution", "getaddrinfo failed"):
+        return "the host name could not be found (check DOCKER_HOST in docker.env)."
+    if has("no route to host", "network is unreachable"):
+        return "the network has no route to that address."
+    if kind(ConnectionResetError, ssl.SSLEOFError) or has(
+            "connection reset", "connection aborted", "eof occurred in violation",
+            "unexpected eof"):
+        # With TLS 1.3 an engine that refuses the client certificate often just hangs
+        # up after the handshake, without a readable alert.
+        return ("the engine closed the connection during the TLS handshake; it most "
+                "likely rejected this bundle's client certificate (cert.pem). Get a "
+                "fresh bundle.")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status:
+        return f"the engine answered with an error (HTTP {status})."
+    detail = str(chain[-1]).strip().splitlines()[-1:] if chain else []
+    detail = detail[0][:200] if detail and detail[0] else type(exc).__name__
+    return f"the connection failed ({detail})."
+
+
+
 
 _ADDR = r"(?P<addr>[\w.\-\[\]:]+:\d+)"
 

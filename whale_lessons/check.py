@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Callable
 
-from whale_kernel.credentials import CredentialBundle, default_store
+from whale_core.bundle import CredentialBundle
+from whale_core.store import default_store
 
 CHECKS: dict[str, tuple[Callable, str, str]] = {}
 

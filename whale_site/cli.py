@@ -12,20 +12,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-from whale_kernel.credentials import default_store
+from whale_core.layout import OWNER_LABEL, local_engine_dir
+from whale_core.store import default_store
+from whale_hub.engine import SandboxEngine
+from whale_lessons import runner as lessons
 
-from . import images, lessons, site
-from .sandbox import SandboxEngine
+from . import images, registry, site
 
-STATE = Path(os.environ.get("WHALE_STATE", Path.home() / ".whale"))
 LOCAL_ENGINE = "whale-local-engine"
 
 
 def _local_engine(registry_mirror: str | None = None) -> SandboxEngine:
-    return SandboxEngine(LOCAL_ENGINE, STATE / "local-engine", registry_mirror=registry_mirror,
-                         labels={"org.howtowhale.owner": "local"})
+    return SandboxEngine(LOCAL_ENGINE, local_engine_dir(), registry_mirror=registry_mirror,
+                         labels={OWNER_LABEL: "local"})
 
 
 def cmd_up(args) -> int:
@@ -36,7 +36,7 @@ def cmd_up(args) -> int:
 def cmd_notebook(args) -> int:
     images.ensure_site_images(only=["howtowhale/engine"])
     print("whale: starting the lesson registry mirror ...", flush=True)
-    mirror = lessons.default_mirror()
+    mirror = registry.default_mirror()
     engine = _local_engine(registry_mirror=mirror.url)
     print("whale: starting your Docker engine (TLS only) ...", flush=True)
     bundle = engine.ensure()

@@ -10,7 +10,7 @@ work volume, server container) is named from one slug of the hub user name:
 
 A plain slug has no `--` and an escaped one always has, so the two kinds never meet, and
 two escaped names share a slug only if their hashes collide. The encoding is therefore
-injective in practice, and the owner labels below catch the rest: an object found under
+injective in practice, and the owner labels (whale_core.layout) catch the rest: an object found under
 a learner's name is theirs only if its labels say so (see `claim_name`).
 
 MAX_SLUG keeps `whale-engine-<slug>`, even with a fresh-name suffix, a valid DNS label
@@ -19,14 +19,9 @@ MAX_SLUG keeps `whale-engine-<slug>`, even with a fresh-name suffix, a valid DNS
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import secrets
 from collections.abc import Callable
-from pathlib import Path
-
-OWNER_LABEL = "org.howtowhale.owner"
-SITE_LABEL = "org.howtowhale.site"
 
 MAX_SLUG = 40
 HASH_CHARS = 12
@@ -35,11 +30,6 @@ HASH_CHARS = 12
 # another learner's slug.
 FRESH_MARK = "---"
 FRESH_CHARS = 6
-
-# Directories under the spawner's state_dir, one per learner, each with an owner file.
-LEARNERS_DIR = "learners"  # a sandbox engine's TLS files and the learner's bundle
-RUNTIME_DIR = "run"        # an uploaded (BYOC) bundle, while the server runs
-OWNER_FILE = "owner"
 
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 BRIDGE_PREFIX = "whl"  # host firewall rules match learners' bridges as `whl+`
@@ -99,16 +89,6 @@ def server_container(slug: str, prefix: str = "jupyter") -> str:
     return f"{prefix}-{slug}"
 
 
-def learner_state_dir(state_root: str | os.PathLike, unit: str) -> Path:
-    """Hub-side directory of a sandbox engine: its TLS files and the learner's bundle."""
-    return Path(state_root) / LEARNERS_DIR / unit
-
-
-def learner_runtime_dir(state_root: str | os.PathLike, unit: str) -> Path:
-    """Hub-side directory of an uploaded bundle while the learner's server runs."""
-    return Path(state_root) / RUNTIME_DIR / unit
-
-
 def bridge_interface(network_name: str) -> str:
     """The Linux bridge of a learner's network: `whl` + 12 hex digits (15 characters,
     the kernel's limit), so the host's firewall can match every learner's bridge."""
@@ -118,29 +98,6 @@ def bridge_interface(network_name: str) -> str:
 def bridge_options(network_name: str) -> dict[str, str]:
     """Driver options of a learner's network (`options=` of networks.create)."""
     return {BRIDGE_NAME_OPTION: bridge_interface(network_name)}
-
-
-# -- whose is it ---------------------------------------------------------------------
-def site_id_of(state_dir: str | os.PathLike) -> str:
-    """Which site (hub) a container or network belongs to: a hash of the hub-side state
-    directory, so two sites, or a site and the tests, on one engine never touch each
-    other's learners."""
-    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:12]
-
-
-def read_owner(directory: str | os.PathLike) -> str | None:
-    """The owner written into a learner's directory; None if it has no owner file."""
-    try:
-        return (Path(directory) / OWNER_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-
-
-def write_owner(directory: str | os.PathLike, username: str) -> None:
-    """Make a learner's directory (0700) and say whose it is."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (directory / OWNER_FILE).write_text(username, encoding="utf-8")
 
 
 def claim_name(default: str, owner_of: Callable[[str], Owner | None], me: Owner,
@@ -163,7 +120,6 @@ def claim_name(default: str, owner_of: Callable[[str], Owner | None], me: Owner,
     raise RuntimeError(f"no free name for {default!r} after {attempts} tries")
 
 
-__all__ = ["OWNER_LABEL", "SITE_LABEL", "MAX_SLUG", "learner_slug", "is_slug", "fresh_name",
+__all__ = ["MAX_SLUG", "learner_slug", "is_slug", "fresh_name",
            "engine_container", "learner_network", "work_volume", "server_container",
-           "learner_state_dir", "learner_runtime_dir", "bridge_interface", "bridge_options",
-           "site_id_of", "read_owner", "write_owner", "claim_name", "Owner"]
+           "bridge_interface", "bridge_options", "claim_name", "Owner"]

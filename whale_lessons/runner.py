@@ -33,11 +33,10 @@ from pathlib import Path
 
 import nbformat
 
-from whale_kernel.credentials import CredentialStore
-
-from . import images
-from .registry import RegistryMirror
-from .sandbox import SandboxEngine
+from whale_core.store import CredentialStore
+from whale_hub.engine import SandboxEngine
+from whale_site import images
+from whale_site.registry import RegistryMirror, default_mirror
 
 LESSONS_DIR = images.SOURCE / "lessons"
 SANITIZE = LESSONS_DIR / "sanitize.cfg"
@@ -240,7 +239,7 @@ def validate_lesson(lesson: Path, mirror: RegistryMirror, *, host=None,
             env["WHALE_LESSON_REPORT"] = str(report)
             argv = [sys.executable, "-m", "pytest", "-q", "--nbval", "-c",
                     str(workdir / "pytest.ini"), "--rootdir", str(copy.parent),
-                    "-p", "whale_hub.lesson_report", f"--nbval-cell-timeout={CELL_TIMEOUT}",
+                    "-p", "whale_lessons.report", f"--nbval-cell-timeout={CELL_TIMEOUT}",
                     "--nbval-sanitize-with", str(SANITIZE), "--color=no", str(copy)]
             proc = subprocess.run(argv, env=env, cwd=copy.parent, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -371,17 +370,6 @@ def add_arguments(sub) -> None:
     record = lsub.add_parser("record", help="run lessons and store their outputs as the reference")
     record.add_argument("names", nargs="+")
     record.set_defaults(func=cmd_record)
-
-
-def default_mirror() -> RegistryMirror:
-    """The registry mirror that `whale up` and `whale lesson` share (started, seeded)."""
-    from .cli import STATE
-    port = int(os.environ.get("WHALE_REGISTRY_PORT", "5000"))
-    mirror = RegistryMirror(STATE / "registry", port=port).start()
-    seeded = mirror.seed()
-    if seeded:
-        print(f"whale: registry mirror {mirror.url} seeded with {', '.join(seeded)}", flush=True)
-    return mirror
 
 
 def cmd_new(args) -> int:

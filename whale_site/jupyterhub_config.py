@@ -2,7 +2,7 @@
 
 Everything on one machine: the hub and its proxy on the host, each learner's server
 and sandbox engine as containers on the host's Docker engine. Settings come from the
-environment `whale up` prepares (see whale_hub/site.py):
+environment `whale up` prepares (see whale_site/site.py):
 
     WHALE_STATE            state directory (database, cookie secret, engines' TLS files)
     WHALE_PORT             public port (8000)
@@ -24,12 +24,12 @@ For a public site, switch to an OAuth provider, e.g.:
 """
 import os
 import sys
-from pathlib import Path
+
+from whale_core.layout import engines_dir, hub_dir
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
-state = Path(os.environ.get("WHALE_STATE", Path.home() / ".whale"))
-hub_state = state / "hub"
+hub_state = hub_dir()
 hub_state.mkdir(parents=True, exist_ok=True)
 os.chmod(hub_state, 0o700)
 
@@ -55,7 +55,7 @@ c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 # Learners' servers: the single-user image, wired to their own engine.
 c.JupyterHub.spawner_class = "whale"
 c.WhaleSpawner.provider = os.environ.get("WHALE_PROVIDER", "choice")
-c.WhaleSpawner.state_dir = str(hub_state / "engines")
+c.WhaleSpawner.state_dir = str(engines_dir())
 c.WhaleSpawner.registry_mirror = os.environ.get("WHALE_REGISTRY_MIRROR", "")
 c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "0") == "1"  # lesson 8 runs swarm init
 c.Spawner.http_timeout = 90
@@ -89,7 +89,7 @@ c.JupyterHub.services = [{
 c.JupyterHub.services.append({
     "name": "whale-janitor",
     "command": [sys.executable, "-m", "whale_hub.janitor",
-                f"--state-dir={hub_state / 'engines'}"],
+                f"--state-dir={engines_dir()}"],
 })
 c.JupyterHub.load_roles = [{
     "name": "idle-culler",
