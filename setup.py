@@ -24,7 +24,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["whale_core", "whale_kernel", "whale_extension", "whale_hub",
                                     "whale_hub.*", "whale_site", "whale_lessons"]),
-    package_data={"whale_kernel": ["kernelspec/*"],
+    package_data={"whale_kernel": ["kernelspec/*"], "whale_hub": ["templates/*.html"],
                   "whale_extension": ["rest-api.md"]},
     data_files=[
         ("share/jupyter/kernels/docker", ["whale_kernel/kernelspec/kernel.json",
@@ -53,6 +53,9 @@ setup(
                  "hypothesis>=6"],
     },
     entry_points={"jupyterhub.spawners": ["whale = whale_hub.spawner:WhaleSpawner"],
+                  "howtowhale.engine_providers": [
+                      "sandbox = whale_hub.providers.sandbox:SandboxProvider",
+                      "byoc = whale_hub.providers.byoc:ByocProvider"],
                   "console_scripts": ["whale = whale_site.cli:main",
                                     "whale-check = whale_lessons.check:main"]},
     classifiers=["Framework :: Jupyter", "Programming Language :: Python :: 3"],

@@ -135,7 +135,7 @@ def main() -> None:
         cfg = None
         if label == "plain":
             cfg = state / "plain_config.py"
-            cfg.write_text(PLAIN_CONFIG.format(site=str(ROOT / "whale_hub" / "jupyterhub_config.py"),
+            cfg.write_text(PLAIN_CONFIG.format(site=str(ROOT / "whale_site" / "jupyterhub_config.py"),
                                                image=PLAIN_IMAGE))
         hub = Hub(state, extra_env={"WHALE_PROVIDER": "sandbox"}, config=cfg)
         try:

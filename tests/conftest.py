@@ -1,8 +1,7 @@
 """Shared fixtures: a real host engine, real TLS-only engines, a real kernel over ZMQ."""
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
+import importlib
 import os
 import queue
 import re
@@ -54,14 +53,16 @@ def engine_image(host_docker):
 
 
 def load_gate():
-    """images/engine/whale-gate as a module (it is a script in the engine image), for
-    tests of its rules without sockets."""
-    path = images.SITE_IMAGES / "engine" / "whale-gate"
-    loader = importlib.machinery.SourceFileLoader("whale_gate", str(path))
-    spec = importlib.util.spec_from_loader("whale_gate", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    """The package images/engine/whale_gate (the command whale-gate in the engine image),
+    for tests of its rules without sockets: its names are whale_gate's own (decide,
+    Refused, NETWORK_LOOKUP, ...)."""
+    import sys
+    engine = str(images.SITE_IMAGES / "engine")
+    sys.path.insert(0, engine)
+    try:
+        return importlib.import_module("whale_gate")
+    finally:
+        sys.path.remove(engine)
 
 
 def start_engine(name: str, tmp_path_factory, host_docker, **kw) -> SandboxEngine:
@@ -73,7 +74,7 @@ def start_engine(name: str, tmp_path_factory, host_docker, **kw) -> SandboxEngin
 
 def engine_env(engine: SandboxEngine) -> dict[str, str]:
     """os.environ with docker pointed at `engine`."""
-    from whale_kernel.credentials import CredentialBundle
+    from whale_core.bundle import CredentialBundle
     return dict(os.environ, **CredentialBundle.load(engine.bundle_dir).env)
 
 
@@ -96,7 +97,7 @@ def second_engine(engine_image, host_docker, tmp_path_factory):
 
 def engine_client_for(engine: SandboxEngine):
     """A Docker SDK client for a test engine, over TLS with the engine's bundle."""
-    from whale_kernel.credentials import CredentialBundle
+    from whale_core.bundle import CredentialBundle
     return CredentialBundle.load(engine.bundle_dir).client(timeout=10)
 
 

@@ -26,7 +26,7 @@ from whale_hub.engine_disk import unmount_under
 from whale_site import firewall, images
 from whale_site.registry import bridge_gateway
 
-CONFIG = Path(__file__).resolve().parent.parent / "whale_hub" / "jupyterhub_config.py"
+CONFIG = Path(__file__).resolve().parent.parent / "whale_site" / "jupyterhub_config.py"
 
 
 class Hub:
@@ -71,6 +71,10 @@ class Hub:
             except requests.RequestException:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
+                self.session.close()
+                self.log.close()
                 raise RuntimeError("hub did not start:\n" + (state / "hub.log").read_text()[-3000:])
             time.sleep(0.2)
         self.users: list[str] = []

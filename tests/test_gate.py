@@ -1,4 +1,4 @@
-"""whale-gate (images/engine/whale-gate): the classroom policy as a gate in front of dockerd.
+"""whale-gate (images/engine/whale_gate/): the classroom policy as a gate in front of dockerd.
 
 Two halves. The rules: `decide()` is a pure function, so the attack spellings (cases of
 keys, Unicode folds, duplicates, fields out of place, encoded paths, old API versions,

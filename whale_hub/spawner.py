@@ -1,80 +1,76 @@
 """WhaleSpawner: a learner's notebook server wired to a Docker engine of their own.
 
-Successor of the 2016 CarinaSpawner, on DockerSpawner. Before the server starts, a
-provider makes the learner's engine ready (a hosted sandbox, or the learner's own
-endpoint from the spawn form); the engine's credentials bundle is mounted read-only
-into the server, where the kernel and the server extension pick it up. The spawn
-page shows what is happening through `progress()`.
+Successor of the 2016 CarinaSpawner, on DockerSpawner. Before the server starts, an
+engine provider (whale_hub.providers) makes the learner's engine ready: a hosted
+sandbox, or the learner's own endpoint from the spawn form. The engine's credentials
+bundle is mounted read-only into the server, where the kernel and the server extension
+pick it up. The spawn page shows what is happening through `progress()`.
 
 Secrets: sandbox keys stay in the engine's 0700 state directory on the hub host; an
-uploaded (BYOC) bundle is kept in encrypted auth_state and is on disk only while the
-server runs. Neither ever goes into spawner state, user_options or logs.
+uploaded bundle is kept encrypted with the hub's crypt key (in user_options) and is on
+disk only while the server runs. Neither ever goes into spawner state or logs.
 """
 from __future__ import annotations
 
 import asyncio
-import html
-import inspect
+import base64
 import time
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import docker
 from docker.errors import NotFound
 from dockerspawner import DockerSpawner
+from jinja2 import Environment, PackageLoader
+from jupyterhub.crypto import EncryptionUnavailable, decrypt, encrypt
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
-from traitlets import Bool, Dict, Float, Int, Unicode, default
+from traitlets import Any, Bool, Dict, Float, Int, List, Unicode, default
 
 from whale_core.archives import MAX_ARCHIVE_BYTES
 from whale_core.errors import BundleError
-from whale_core.layout import OWNER_LABEL, SITE_LABEL, site_id_of
-from whale_core.layout import ROLE_LABEL as LABEL
+from whale_core.layout import OWNER_LABEL, ROLE_LABEL, SITE_LABEL, site_id_of
 from whale_core.names import bridge_options, learner_network, learner_slug, work_volume
 
-from .providers import (
-    ByocProvider,
-    SandboxProvider,
-    claim,
-    container_owner,
-    decode_archive,
-    encode_archive,
-    in_thread,
-    network_owner,
-    volume_owner,
-)
+from .executor import blocking, docker_executor
+from .providers import EngineProvider, provider_class
+from .providers.base import claim, container_owner, network_owner, volume_owner
 
 BUNDLE_MOUNT = "/var/run/whale/bundle"
+#: Where an authenticator (or an earlier version of this site) may hand over a learner's
+#: own engine: auth_state["whale_bundle"], a base64 archive.
+AUTH_STATE_KEY = "whale_bundle"
+_TEMPLATES = Environment(loader=PackageLoader("whale_hub", "templates"), autoescape=True)
 
-_FORM = """
-<div class="form-group whale-engine">
-  <p>Your notebooks run Docker commands on an engine of your own.</p>
-  {choice}
-  <div class="whale-byoc" style="margin-top:.5em">
-    <label for="whale-bundle">Your engine's credentials (a Carina-style .zip with ca.pem,
-    cert.pem, key.pem and docker.env, or a <code>docker context export</code> archive):</label>
-    <input type="file" id="whale-bundle" name="bundle" accept=".zip,.tar,.tgz,.gz,.dockercontext">
-  </div>
-</div>
-"""
-_CHOICE = """
-  <label><input type="radio" name="engine" value="sandbox" checked>
-    A fresh Docker engine hosted for me</label><br>
-  <label><input type="radio" name="engine" value="byoc">
-    My own Docker engine (upload its credentials below)</label>
-"""
+
+def read_auth_state(spawner: WhaleSpawner, auth_state: dict | None) -> None:
+    """The default auth_state_hook: an uploaded bundle kept in auth_state."""
+    text = (auth_state or {}).get(AUTH_STATE_KEY)
+    spawner.auth_state_upload = base64.b64decode(text) if text else None
 
 
 class WhaleSpawner(DockerSpawner):
     """Starts the single-user image with the learner's own Docker engine wired in."""
 
+    # -- where engines come from --------------------------------------------------------
     provider = Unicode(
         "sandbox", config=True,
-        help="""Where learners' Docker engines come from: 'sandbox' (a hosted TLS-only
-        engine container per learner on this hub's Docker engine), 'byoc' (the learner
-        uploads credentials for their own engine on the spawn form), or 'choice' (the
-        learner picks one of the two on the spawn form).""",
-    )
+        help="""Where learners' Docker engines come from: the name of an engine provider
+        ('sandbox': a hosted TLS-only engine container per learner on this hub's Docker
+        engine; 'byoc': the learner uploads credentials for their own engine on the spawn
+        form; or one of provider_classes), or 'choice': the learner picks one of
+        provider_choices on the spawn form.""")
+    provider_choices = List(
+        Unicode(), ["sandbox", "byoc"], config=True,
+        help="The providers a learner picks from when provider is 'choice', first the default.")
+    provider_classes = Dict(
+        config=True,
+        help="""More engine providers: name -> an EngineProvider subclass or its import
+        string ('module.Class'). Entry points of the group howtowhale.engine_providers
+        are found without this.""")
+    byoc_ping_timeout = Float(
+        5, config=True, help="Seconds an uploaded engine has to answer before the spawn is refused.")
+
+    # -- sandbox engines ----------------------------------------------------------------
     engine_image = Unicode("howtowhale/engine", config=True,
                            help="Image of the sandbox engines (built from images/engine).")
     engine_mem_limit = Unicode("2g", config=True,
@@ -105,58 +101,37 @@ class WhaleSpawner(DockerSpawner):
                                  stopped, and comes back as it was on the next start.""")
     state_dir = Unicode("/var/lib/whale", config=True,
                         help="Hub-side directory (root only) for engines' TLS files and bundles.")
-    byoc_ping_timeout = Float(5, config=True,
-                              help="Seconds an uploaded engine has to answer before the spawn is refused.")
-    pids_limit = Int(512, config=True,
-                     help="Most processes the learner's notebook server may run.")
-    extra_env = Dict(config=True, help="Extra environment for the learner's server.")
     site_id = Unicode(config=True,
                       help="""Which site the learner's containers and networks are labelled
                       with (org.howtowhale.site); the janitor and `whale down` touch only
                       their own site's. Default: a hash of state_dir.""")
 
+    # -- the learner's server -------------------------------------------------------------
+    pids_limit = Int(512, config=True, help="Most processes the learner's notebook server may run.")
+    extra_env = Dict(config=True, help="Extra environment for the learner's server.")
+    learner_uid = Int(1000, config=True,
+                      help="User id the single-user image runs as (it must read the bundle).")
+
+    # -- not configuration ----------------------------------------------------------------
     whale_names = Dict(
         help="""Names of this learner's objects (kind -> name: engine, network, volume,
         server, runtime), kept in the spawner's state. Usually made from the slug; when
         that name was taken by an object that is not this learner's, a fresh one was
         made, and the next start finds it here. Never secrets.""")
+    engine_upload = Any(
+        None, allow_none=True,
+        help="""The archive uploaded for this start (bytes), decrypted from user_options
+        or handed over in auth_state; never kept in the spawner's state.""")
+    auth_state_upload = Any(None, allow_none=True,
+                            help="An archive from auth_state (set by the auth_state_hook).")
+
+    @default("auth_state_hook")
+    def _default_auth_state_hook(self):
+        return read_auth_state
 
     @default("site_id")
     def _default_site_id(self):
         return site_id_of(self.state_dir)
-
-    @property
-    def slug(self) -> str:
-        """The learner's name as it appears in the names of their objects (whale_hub.slugs)."""
-        return learner_slug(self.user.name)
-
-    @property
-    def whale_labels(self) -> dict[str, str]:
-        """Labels of everything made for this learner."""
-        return {OWNER_LABEL: self.user.name, SITE_LABEL: self.site_id}
-
-    def template_namespace(self):
-        # DockerSpawner's escaping is injective as well, but unbounded in length and a
-        # second naming rule: {username} is the slug, like every other per-learner name.
-        ns = super().template_namespace()
-        ns["username"] = ns["safe_username"] = self.slug
-        ns["work_volume"] = self.whale_names.get("volume") or work_volume(self.slug)
-        return ns
-
-    def load_state(self, state):
-        super().load_state(state)
-        self.whale_names = dict(state.get("whale_names") or {})
-        if "network" in self.whale_names:
-            self.network_name = self.whale_names["network"]
-
-    def get_state(self):
-        state = super().get_state()
-        if self.whale_names:
-            state["whale_names"] = dict(self.whale_names)
-        return state
-
-    learner_uid = Int(1000, config=True,
-                      help="User id the single-user image runs as (it must read the bundle).")
 
     # DockerSpawner defaults that fit this site.
     @default("image")
@@ -193,30 +168,76 @@ class WhaleSpawner(DockerSpawner):
 
     @default("options_form")
     def _default_options_form(self):
-        if self.provider == "sandbox":
+        offered = self.offered_providers()
+        if len(offered) == 1 and not offered[0].accepts_upload:
             return ""
-        return _FORM.format(choice=_CHOICE if self.provider == "choice" else
-                            '<input type="hidden" name="engine" value="byoc">')
-
-    # DockerSpawner runs every call to the operator's engine on one shared thread;
-    # with a pool, one slow call (say a sandbox engine being removed) does not hold up
-    # every other learner's spawn.
-    _whale_pool = None
+        return _TEMPLATES.get_template("spawn_form.html").render(providers=offered)
 
     @property
     def executor(self):
-        cls = type(self)
-        if cls._whale_pool is None:
-            cls._whale_pool = ThreadPoolExecutor(16, thread_name_prefix="whale-docker")
-        return cls._whale_pool
+        """DockerSpawner's calls and the providers' share one pool (whale_hub.executor)."""
+        return docker_executor()
 
-    # -- the spawn form -------------------------------------------------------------
-    def options_from_form(self, formdata):
-        choice = (formdata.get("engine") or [self.provider])[0]
-        if self.provider in ("sandbox", "byoc"):
-            choice = self.provider
-        if choice != "byoc":
-            return {"engine": "sandbox"}
+    # -- names and labels -------------------------------------------------------------
+    @property
+    def slug(self) -> str:
+        """The learner's name as it appears in the names of their objects (whale_core.names)."""
+        return learner_slug(self.user.name)
+
+    @property
+    def whale_labels(self) -> dict[str, str]:
+        """Labels of everything made for this learner."""
+        return {OWNER_LABEL: self.user.name, SITE_LABEL: self.site_id}
+
+    def template_namespace(self):
+        # DockerSpawner's escaping is injective as well, but unbounded in length and a
+        # second naming rule: {username} is the slug, like every other per-learner name.
+        ns = super().template_namespace()
+        ns["username"] = ns["safe_username"] = self.slug
+        ns["work_volume"] = self.whale_names.get("volume") or work_volume(self.slug)
+        return ns
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.whale_names = dict(state.get("whale_names") or {})
+        if "network" in self.whale_names:
+            self.network_name = self.whale_names["network"]
+
+    def get_state(self):
+        state = super().get_state()
+        if self.whale_names:
+            state["whale_names"] = dict(self.whale_names)
+        return state
+
+    # -- providers ----------------------------------------------------------------------
+    def offered_providers(self) -> list[type[EngineProvider]]:
+        """The provider classes a learner may use, the default first."""
+        names = self.provider_choices if self.provider == "choice" else [self.provider]
+        return [provider_class(name, self.provider_classes) for name in names]
+
+    def chosen_provider(self) -> type[EngineProvider]:
+        """The provider of this start (user_options["engine"]), if the site offers it."""
+        offered = self.offered_providers()
+        wanted = (self.user_options or {}).get("engine")
+        for cls in offered:
+            if cls.name == wanted:
+                return cls
+        if wanted is not None and self.provider == "choice":
+            raise BundleError("bad-choice", f"This site offers no engine of the kind {wanted!r}.")
+        return offered[0]
+
+    # -- the spawn form -------------------------------------------------------------------
+    async def options_from_form(self, formdata):
+        """The learner's choice, and their upload checked offline and encrypted with the
+        hub's crypt key. No side effects: nothing is stored or started here."""
+        offered = {cls.name: cls for cls in self.offered_providers()}
+        name = (formdata.get("engine") or [next(iter(offered))])[0]
+        cls = offered.get(name)
+        if cls is None:
+            raise web.HTTPError(400, f"This site offers no engine of the kind {name!r}.")
+        options = {"engine": name}
+        if not cls.accepts_upload:
+            return options
         uploads = formdata.get("bundle_file") or []
         if not uploads or not uploads[0].get("body"):
             raise web.HTTPError(400, "Choose your engine's credentials file to upload.")
@@ -224,111 +245,84 @@ class WhaleSpawner(DockerSpawner):
         if len(body) > MAX_ARCHIVE_BYTES:
             raise web.HTTPError(400, f"That file is too large for a credentials bundle "
                                 f"(limit {MAX_ARCHIVE_BYTES // 1024} KiB).")
-        # Validated (and pinged) in run_options_from_form's caller via this coroutine.
-        self._pending_archive = body
-        return {"engine": "byoc"}
-
-    async def run_options_from_form(self, form_data):
-        options = super().run_options_from_form(form_data)
-        if inspect.isawaitable(options):
-            options = await options
-        if options.get("engine") == "byoc":
-            try:
-                await in_thread(ByocProvider.validate, self._pending_archive,
-                                self.byoc_ping_timeout, timeout=self.byoc_ping_timeout + 10)
-            except BundleError as exc:
-                self._pending_archive = None
-                raise web.HTTPError(400, html.escape(str(exc))) from None
-            except asyncio.TimeoutError:
-                self._pending_archive = None
-                raise web.HTTPError(400, "Your engine did not answer in time.") from None
-            auth_state = await self.user.get_auth_state() or {}
-            auth_state[ByocProvider.AUTH_STATE_KEY] = encode_archive(self._pending_archive)
-            await self.user.save_auth_state(auth_state)
-            if not self.user.authenticator.enable_auth_state:
-                # Without auth_state the upload can only live in memory: fine for one run.
-                self._memory_archive = self._pending_archive
-            self._pending_archive = None
+        try:
+            cls.check_upload(body)
+        except BundleError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        try:
+            token = await encrypt(base64.b64encode(body).decode())
+        except EncryptionUnavailable:
+            raise web.HTTPError(400, "This site cannot keep uploaded credentials safely (it "
+                                "has no JUPYTERHUB_CRYPT_KEY): ask its operator.") from None
+        options["upload"] = token.decode()
         return options
 
-    # -- progress -------------------------------------------------------------------
+    async def _upload_of_this_start(self) -> bytes | None:
+        token = (self.user_options or {}).get("upload")
+        if token:
+            try:
+                return base64.b64decode(await decrypt(token.encode()))
+            except Exception:  # another crypt key, or tampered with
+                raise BundleError("missing-file", "Your engine's credentials can no longer "
+                                  "be read here: upload them again on the spawn form.") from None
+        return self.auth_state_upload
+
+    # -- progress -------------------------------------------------------------------------
     def _emit(self, progress: int, message: str) -> None:
-        events = getattr(self, "_whale_events", None)
-        if events is None:
-            events = self._whale_events = []
-        events.append({"progress": progress, "message": message, "time": time.time()})
+        self._whale_events.append({"progress": progress, "message": message})
         self.log.info("%s: %s", self.user.name, message)
-        changed = getattr(self, "_whale_changed", None)
-        if changed is not None:
-            changed.set()
+        self._whale_changed.set()
+
+    _whale_events: list
+    _whale_changed: asyncio.Event
+    _start_future: asyncio.Future | None = None
 
     async def progress(self):
-        """What the spawn page shows, as it happens."""
+        """What the spawn page shows, as it happens, until the start future is done."""
+        future = self._start_future
+        if future is None:
+            return
         sent = 0
-        self._whale_changed = asyncio.Event()
         while True:
-            events = getattr(self, "_whale_events", [])
-            while sent < len(events):
-                event = dict(events[sent])
-                event.pop("time", None)
-                yield event
+            while sent < len(self._whale_events):
+                yield dict(self._whale_events[sent])
                 sent += 1
-            if self._whale_done:
+            if future.done():
                 return
+            changed = asyncio.ensure_future(self._whale_changed.wait())
+            await asyncio.wait({future, changed}, return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
             self._whale_changed.clear()
-            try:
-                await asyncio.wait_for(self._whale_changed.wait(), 1)
-            except asyncio.TimeoutError:
-                pass
 
-    _whale_done = False
-    _pending_archive: bytes | None = None
-    _memory_archive: bytes | None = None
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self):
+        self._whale_events, self._whale_changed = [], asyncio.Event()
+        self._start_future = asyncio.ensure_future(self._start())
+        return self._start_future
 
-    # -- life cycle -------------------------------------------------------------------
-    def _engine_kind(self) -> str:
-        if self.provider in ("sandbox", "byoc"):
-            return self.provider
-        return (self.user_options or {}).get("engine", "sandbox")
-
-    async def start(self):
-        self._whale_events, self._whale_done = [], False
+    async def _start(self):
         t0 = time.monotonic()
         marks: dict[str, float] = {}
+        engine_ready = None
         try:
-            await in_thread(self._claim_learner_objects)
-            kind = self._engine_kind()
-            if kind == "byoc":
-                self._emit(10, "Checking your Docker engine")
-                archive = await self._byoc_archive()
-                provider = ByocProvider(self)
-                bundle_dir = await in_thread(provider.materialize, archive)
-                await in_thread(ByocProvider.validate, archive, self.byoc_ping_timeout,
-                                timeout=self.byoc_ping_timeout + 10)
-                engine_ready = None
-            else:
-                self._emit(10, "Creating your Docker engine")
-                provider = SandboxProvider(self)
-                bundle_dir = await in_thread(provider.prepare, timeout=120)
-                marks["engine prepared"] = time.monotonic() - t0
-                # The engine is created and boots while the notebook server starts: the
-                # server needs its credentials at once, but the engine only at the
-                # first cell.
-                engine_ready = asyncio.ensure_future(
-                    in_thread(provider.launch, timeout=self.engine_start_timeout + 60))
+            cls = self.chosen_provider()
+            self.engine_upload = await self._upload_of_this_start() if cls.accepts_upload else None
+            await blocking(self._claim_learner_objects)
+            provider = cls(self)
+            self._emit(10, provider.preparing)
+            bundle_dir = await blocking(provider.prepare, timeout=120 + self.byoc_ping_timeout)
+            marks["engine prepared"] = time.monotonic() - t0
+            # The engine boots while the notebook server starts: the server needs its
+            # credentials at once, but the engine only at the first cell.
+            engine_ready = asyncio.ensure_future(
+                blocking(provider.launch, timeout=self.engine_start_timeout + 60))
             self.volumes = dict(self.volumes)
             self.volumes[str(bundle_dir)] = {"bind": BUNDLE_MOUNT, "mode": "ro"}
             self._emit(40, "Starting your notebook server")
-            try:
-                result = await super().start()
-            except BaseException:
-                if engine_ready is not None:
-                    engine_ready.cancel()
-                raise
+            result = await super().start()
             marks["server container started"] = time.monotonic() - t0
-            if engine_ready is not None:
-                await engine_ready
-                marks["engine answered"] = time.monotonic() - t0
+            await engine_ready
+            marks["engine answered"] = time.monotonic() - t0
             self._emit(80, "Your Docker engine is ready; waiting for your notebook server")
             await self._wait_http(*result)
             marks["server answered"] = time.monotonic() - t0
@@ -340,7 +334,9 @@ class WhaleSpawner(DockerSpawner):
             self._emit(100, f"Your Docker engine could not be used: {exc}")
             raise
         finally:
-            self._whale_done = True
+            self.engine_upload = None
+            if engine_ready is not None and not engine_ready.done():
+                engine_ready.cancel()
 
     async def _wait_http(self, ip: str, port: int) -> None:
         """Poll the new server every 0.1 s until it answers.
@@ -357,17 +353,6 @@ class WhaleSpawner(DockerSpawner):
                 return
             except Exception:  # not listening yet
                 await asyncio.sleep(0.1)
-
-    async def _byoc_archive(self) -> bytes:
-        memory = getattr(self, "_memory_archive", None)
-        if memory:
-            return memory
-        state = await self.user.get_auth_state() or {}
-        text = state.get(ByocProvider.AUTH_STATE_KEY)
-        if not text:
-            raise BundleError("missing-file", "No credentials for your own engine are stored: "
-                              "upload them on the spawn form.")
-        return decode_archive(text)
 
     def _claim_learner_objects(self) -> None:
         """Name (and make) the learner's network and work volume, and name their server
@@ -392,13 +377,12 @@ class WhaleSpawner(DockerSpawner):
         except NotFound:
             host.networks.create(self.network_name, driver="bridge",
                                  options=bridge_options(self.network_name),
-                                 labels={LABEL: "network", **self.whale_labels})
+                                 labels={ROLE_LABEL: "network", **self.whale_labels})
 
     async def stop(self, now=False):
         await super().stop(now=now)
-        kind = self._engine_kind()
-        provider = ByocProvider(self) if kind == "byoc" else SandboxProvider(self)
-        await in_thread(provider.release, self.remove_engine_on_stop)
+        provider = self.chosen_provider()(self)
+        await blocking(provider.release, self.remove_engine_on_stop)
 
     def get_env(self):
         env = super().get_env()

@@ -2,8 +2,8 @@
 
 `up` builds the images that are missing, starts the lesson registry mirror (read-only
 to learners once seeded), installs the host firewall for learners' networks
-(whale_hub/firewall.py), and runs JupyterHub (which starts configurable-http-proxy)
-with whale_hub/jupyterhub_config.py in the foreground. `down` stops the hub, learners'
+(whale_site/firewall.py), and runs JupyterHub (which starts configurable-http-proxy)
+with whale_site/jupyterhub_config.py in the foreground. `down` stops the hub, learners'
 servers and their engines, keeping learners' work (volumes) and engines' data, then
 removes the site's firewall rules and stops the mirror.
 """
@@ -71,7 +71,7 @@ def firewall_owner() -> str:
 
 def install_firewall(mirror_url: str = "") -> None:
     """Learners reach this site's hub API and the mirror on the bridge gateway, and
-    nothing else of the host, and no link-local address (whale_hub/firewall.py)."""
+    nothing else of the host, and no link-local address (whale_site/firewall.py)."""
     gateway = bridge_gateway()
     mirror = urlparse(mirror_url) if mirror_url else None
     # A mirror elsewhere is reached through forwarding, not the host's INPUT.

@@ -1,0 +1,88 @@
+"""Swarm: the rules for the swarm's settings, services, secrets and configs."""
+from .containers import check_caps, check_log_driver, check_sysctls
+from .decision import Refused, _q
+from .jsonbody import check
+from .mounts import check_mount, mounts_without_copy
+from .networks import check_endpoint
+from .schema import CONFIG_SPEC, SECRET_SPEC, SERVICE_SPEC, SWARM_INIT, SWARM_SPEC
+
+
+def body_swarm_init(body, resolve):
+    check(body, SWARM_INIT)
+    check_swarm_spec(body.get("Spec"))
+    return body
+
+
+def body_swarm_update(body, resolve):
+    check(body, SWARM_SPEC)
+    check_swarm_spec(body)
+    return body
+
+
+def check_swarm_spec(spec: dict | None) -> None:
+    if not spec:
+        return
+    if (spec.get("CAConfig") or {}).get("ExternalCAs"):
+        raise Refused("an external certificate authority for the swarm (CAConfig.ExternalCAs, --external-ca)",
+                      "the engine would send requests to an address you choose")
+    driver = (spec.get("TaskDefaults") or {}).get("LogDriver") or {}
+    check_log_driver(driver.get("Name"), driver.get("Options"), "TaskDefaults.LogDriver")
+
+
+def body_service(body, resolve):
+    check(body, SERVICE_SPEC)
+    task = body.get("TaskTemplate") or {}
+    if task.get("PluginSpec") is not None:
+        raise Refused("a plugin service (TaskTemplate.PluginSpec)",
+                      "a plugin runs with the engine's privileges")
+    if task.get("NetworkAttachmentSpec") is not None:
+        raise Refused("a network attachment task (TaskTemplate.NetworkAttachmentSpec)",
+                      "it is Docker's internal kind of task")
+    if (task.get("Runtime") or "") not in ("", "container"):
+        raise Refused(f"the task runtime {_q(task['Runtime'])} (TaskTemplate.Runtime)",
+                      "services run containers here")
+    driver = task.get("LogDriver") or {}
+    check_log_driver(driver.get("Name"), driver.get("Options"), "--log-driver")
+    for attachment in (task.get("Networks") or []) + (body.get("Networks") or []):
+        check_endpoint((attachment or {}).get("Target") or "", attachment)
+    spec = task.get("ContainerSpec") or {}
+    check_caps(spec.get("CapabilityAdd"), " to a service")
+    privileges = spec.get("Privileges") or {}
+    if privileges.get("CredentialSpec") is not None or privileges.get("SELinuxContext") is not None:
+        raise Refused("a service's credential spec or SELinux context (--credential-spec)",
+                      "they are for other platforms")
+    seccomp = privileges.get("Seccomp") or {}
+    if (seccomp.get("Mode") or "") not in ("", "default") or seccomp.get("Profile"):
+        raise Refused("a service's seccomp profile (--security-opt seccomp=…)")
+    if ((privileges.get("AppArmor") or {}).get("Mode") or "") not in ("", "default"):
+        raise Refused("a service's AppArmor mode (--security-opt apparmor=…)")
+    check_sysctls(spec.get("Sysctls"), " in a service")
+    if (spec.get("Isolation") or "") not in ("", "default"):
+        raise Refused(f"the isolation {_q(spec['Isolation'])} (--isolation)", "there is one isolation here")
+    if (spec.get("OomScoreAdj") or 0) < 0:
+        raise Refused("a negative OOM score adjustment (--oom-score-adj)",
+                      "it would protect a container from the out-of-memory killer at others' expense")
+    for mount in spec.get("Mounts") or []:
+        check_mount(mount, resolve, " in a service")
+    mounts_without_copy(spec.get("Mounts"))
+    return body
+
+
+def body_secret(body, resolve):
+    check(body, SECRET_SPEC)
+    if body.get("Driver") is not None:
+        raise Refused("a secret from a secrets driver (Driver, --driver)", "secrets drivers are plugins")
+    if body.get("Templating") is not None:
+        raise Refused("a templated secret (Templating, --template-driver)",
+                      "templates read the engine's data")
+    return body
+
+
+def body_config(body, resolve):
+    check(body, CONFIG_SPEC)
+    if body.get("Templating") is not None:
+        raise Refused("a templated config (Templating, --template-driver)",
+                      "templates read the engine's data")
+    return body
+
+

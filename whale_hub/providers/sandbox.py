@@ -1,0 +1,130 @@
+"""`sandbox` (hosted, the embedded default): one TLS-only engine container per learner
+on the operator's engine, with its own CA and certificates, on a network of its own
+that only the learner's server joins."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+from docker.errors import NotFound
+
+from whale_core.layout import LEARNERS_DIR, learner_state_dir, read_owner, write_owner
+from whale_core.names import Owner, engine_container, learner_slug
+
+from ..engine import SandboxEngine
+from ..specs import EngineSettings
+from .base import EngineProvider, container_owner, give_to
+
+
+class SandboxProvider(EngineProvider):
+    """A hosted engine per learner, created on the operator's engine."""
+
+    name = "sandbox"
+    description = "A fresh Docker engine hosted for me"
+    preparing = "Creating your Docker engine"
+
+    def __init__(self, spawner):
+        super().__init__(spawner)
+        self.slug = learner_slug(spawner.user.name)
+        # The engine's container and state directory share one name: the slug, or the
+        # fresh one the spawner remembers when the slug's was someone else's.
+        self.unit = spawner.whale_names.get("engine") or self.slug
+        self._host = None
+        self._engine = None
+
+    @property
+    def container_name(self) -> str:
+        return engine_container(self.unit)
+
+    @property
+    def state(self) -> Path:
+        return learner_state_dir(self.spawner.state_dir, self.unit)
+
+    def settings(self) -> EngineSettings:
+        """The learner's engine, as the spawner's traits say."""
+        s = self.spawner
+        return EngineSettings(
+            image=s.engine_image, registry_mirror=s.registry_mirror or None,
+            swarm=s.engine_swarm, mem_limit=s.engine_mem_limit or None,
+            pids_limit=s.engine_pids_limit or None,
+            nano_cpus=int(s.engine_cpu_limit * 1e9) if s.engine_cpu_limit else None,
+            network=s.network_name, labels=s.whale_labels, policy=s.engine_policy,
+            disk_limit=s.engine_disk_limit or None)
+
+    def engine(self, host: docker.DockerClient) -> SandboxEngine:
+        return SandboxEngine(self.container_name, self.state / "engine", host=host,
+                             settings=self.settings())
+
+    def engine_owner(self, host: docker.DockerClient, unit: str) -> Owner | None:
+        """Whose the engine called `unit` is: its container's labels and its state
+        directory's owner file must both be this learner's, where they exist."""
+        me = self.me
+        found = container_owner(host, engine_container(unit))
+        if found is not None and found != me:
+            return found
+        directory = learner_state_dir(self.spawner.state_dir, unit)
+        if not directory.exists():
+            return found
+        owner = read_owner(directory)
+        if owner is None and found == me:
+            # Made before directories had owner files, with this learner's container.
+            write_owner(directory, me[0])
+            owner = me[0]
+        return (owner, me[1])
+
+    def prepare(self) -> Path:
+        """The engine's certificates, its bundle (returned) and its network. Quick: the
+        engine itself is started by launch(), while the server starts."""
+        self._host = docker.from_env(timeout=60)
+        try:
+            self.unit = self.claim(
+                "engine", self.slug, lambda unit: self.engine_owner(self._host, unit),
+                show=lambda unit: f"{engine_container(unit)} ({LEARNERS_DIR}/{unit})")
+            write_owner(self.state, self.spawner.user.name)
+            self._engine = self.engine(self._host)
+            self._engine.prepare()
+            self._join_network()
+            give_to(self._engine.bundle_dir, self.spawner.learner_uid)
+        except BaseException:
+            self._host.close()
+            raise
+        return self._engine.bundle_dir
+
+    def _join_network(self) -> None:
+        """An engine kept from before joins the learner's network if it is a new one."""
+        container, network = self._engine.container, self.spawner.network_name
+        if container is not None and network not in (
+                container.attrs["NetworkSettings"].get("Networks") or {}):
+            self._host.api.connect_container_to_network(container.id, network, aliases=["engine"])
+
+    def launch(self) -> None:
+        """Start (or create) the engine prepare() planned; wait until it answers over TLS."""
+        try:
+            self._engine.launch()
+            self._engine.wait_ready(timeout=self.spawner.engine_start_timeout)
+        finally:
+            self._host.close()
+
+    def release(self, remove: bool) -> None:
+        """Stop the engine (its images and containers are kept) or remove it entirely;
+        an engine of that name that is not this learner's is left alone."""
+        host = docker.from_env(timeout=60)
+        try:
+            owner = container_owner(host, self.container_name)
+            if owner is None:
+                return
+            if owner != self.me:
+                self.log.warning("%s: engine %s belongs to %r (site %r): left alone",
+                                 self.spawner.user.name, self.container_name, *owner)
+                return
+            engine = self.engine(host)
+            try:
+                engine.container = host.containers.get(self.container_name)
+            except NotFound:
+                return
+            if remove:
+                engine.remove()
+            else:
+                engine.stop()
+        finally:
+            host.close()
