@@ -112,6 +112,29 @@ def test_the_disk_is_full_at_its_size_and_says_so(env, small_engine):
     assert docker(env, "run", "--rm", "busybox", "echo", "alive").stdout.strip() == "alive"
 
 
+def test_bind_mounts_under_tmp_are_bounded_and_never_on_the_machines_disk(env, small_engine,
+                                                                         host_docker):
+    """The seventh red team wrote 300 MB through `-v /tmp/fill:/data` into the engine
+    container's own layer, on the operator's disk, past the engine's disk limit. The
+    engine's /tmp is now a tmpfs of its own (256 MiB, counted in its memory)."""
+    def layer() -> int:
+        found = host_docker.api.containers(all=True, size=True, filters={"id": small_engine.container.id})
+        return found[0].get("SizeRw") or 0
+
+    before = layer()
+    out = docker(env, "run", "--rm", "-v", "/tmp/fill:/data", "busybox", "sh", "-c",
+                 "df -m /data; dd if=/dev/zero of=/data/big bs=1M count=400")
+    try:
+        assert "No space left on device" in out.stderr, (out.stdout, out.stderr)
+        written = int(re.search(r"(\d+)\+\d+ records out", out.stderr).group(1))
+        assert 100 < written <= 256, written
+        assert re.search(r"^tmpfs\s+256\s", out.stdout, re.MULTILINE), out.stdout
+        assert layer() - before < 10 << 20, (before, layer())
+    finally:
+        docker(env, "run", "--rm", "-v", "/tmp/fill:/data", "busybox", "rm", "-f", "/data/big")
+    assert docker(env, "run", "--rm", "busybox", "echo", "alive").stdout.strip() == "alive"
+
+
 def test_the_engine_holds_only_the_capabilities_it_needs(small_engine, host_docker):
     attrs = host_docker.api.inspect_container(small_engine.container.id)
     host_config = attrs["HostConfig"]

@@ -297,6 +297,31 @@ def test_another_containers_anonymous_volume_cannot_be_mounted_by_name(spec):
     allowed(create({"Binds": ["0123456789abcdef:/v"]}))  # a name of the learner's own
 
 
+@pytest.mark.parametrize("mount", [
+    {"Type": "volume", "Source": '{{index .Service.Labels "v"}}', "Target": "/v"},
+    {"Type": "volume", "Source": "data", "Target": "/v{{.Task.Slot}}"},
+    {"Type": "volume", "Source": "data{{.Node.ID}}", "Target": "/v"},
+    {"Type": "volume", "Source": "data", "Target": "/v",
+     "VolumeOptions": {"Labels": {"x": "{{.Service.Name}}"}}},
+    {"Type": "bind", "Source": "/tmp/{{.Service.Name}}", "Target": "/v"},
+])
+def test_a_templated_service_mount_is_refused(mount):
+    """The seventh red team named another container's anonymous volume with a swarm
+    template, {{index .Service.Labels "v"}} and a label holding the volume's name: the
+    gate checked the template's text, the swarm filled it in later, and the engine's copy
+    into the volume wrote the engine's own files (its TLS key was read that way)."""
+    service = {"Name": "s", "Labels": {"v": "0123456789abcdef" * 4},
+               "TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Mounts": [mount]}}}
+    refused(decide("POST", "/v1.41/services/create", service),
+            "a template in a service's mount ({{…}} in --mount)", "fills templates in after this check")
+    refused(decide("POST", "/v1.41/services/abc/update?version=3", service), "a template in a service's mount")
+    # Templates elsewhere in a service (the hostname, the environment) stay allowed.
+    plain = {"Name": "s", "TaskTemplate": {"ContainerSpec": {
+        "Image": "busybox", "Hostname": "{{.Node.Hostname}}-{{.Task.Slot}}", "Env": ["N={{.Task.Name}}"],
+        "Mounts": [{"Type": "volume", "Source": "data", "Target": "/v"}]}}}
+    allowed(decide("POST", "/v1.41/services/create", plain))
+
+
 @pytest.mark.parametrize("method, target, body, headers", CLI_REQUESTS,
                          ids=[f"{m} {t.split('?')[0]}" for m, t, _, _ in CLI_REQUESTS])
 def test_what_the_docker_cli_sends_is_allowed_and_forwarded_as_dockerd_reads_it(method, target, body,
@@ -1224,6 +1249,9 @@ def test_the_host_network_by_id_or_prefix_is_the_host_network(engine_networks, r
     spec = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "busybox"},
                                           "Networks": [{"Target": ref}]}}
     refused(decide("POST", "/v1.41/services/create", spec), "--network=host")
+    # A build step on the host network (the seventh red team found the ID passed).
+    refused(decide("POST", f"/v1.41/build?networkmode={ref}&t=x", b""),
+            "sharing the engine's namespace in a build (docker build --network=host)")
 
 
 def test_a_user_network_by_id_prefix_is_allowed(engine_networks):

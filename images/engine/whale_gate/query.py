@@ -4,6 +4,7 @@ import re
 import urllib.parse
 
 from .decision import BUILDKIT, READ_DIFFERENTLY, Refused, _q
+from .networks import is_host_network
 
 
 def unquote_strict(part: str, name: str) -> str:
@@ -60,7 +61,7 @@ def query_build(q: dict) -> None:
         raise Refused("a build from a URL (docker build URL, remote=…)",
                       "the engine would fetch an address you choose; send the build context instead")
     mode = q.get("networkmode", "").lower()
-    if mode == "host":
+    if is_host_network(q.get("networkmode", "")):
         raise Refused("sharing the engine's namespace in a build (docker build --network=host)")
     if mode.startswith("container:"):
         raise Refused("a build in another container's network (docker build --network=container:…)")
