@@ -314,7 +314,8 @@ def test_a_templated_service_mount_is_refused(mount):
                "TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Mounts": [mount]}}}
     refused(decide("POST", "/v1.41/services/create", service),
             "a template in a service's mount ({{…}} in --mount)", "fills templates in after this check")
-    refused(decide("POST", "/v1.41/services/abc/update?version=3", service), "a template in a service's mount")
+    refused(decide("POST", "/v1.41/services/abc/update?version=3", service),
+            "a template in a service's mount")
     # Templates elsewhere in a service (the hostname, the environment) stay allowed.
     plain = {"Name": "s", "TaskTemplate": {"ContainerSpec": {
         "Image": "busybox", "Hostname": "{{.Node.Hostname}}-{{.Task.Slot}}", "Env": ["N={{.Task.Name}}"],

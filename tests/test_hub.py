@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import os
 import re
 import zipfile
+from pathlib import Path
 
 import docker
 import pytest
 import requests
 from conftest import engine_id, start_engine
-from hub_fixtures import Hub, ensure_images
+from hub_fixtures import CONFIG, Hub, ensure_images
 
+from whale_core.bundle import read_bundle_dir, write_bundle_dir
 from whale_core.layout import OWNER_LABEL, SITE_LABEL, site_id_of
 from whale_core.layout import ROLE_LABEL as LABEL
 from whale_core.names import (
@@ -102,20 +105,8 @@ def test_bring_your_own_engine_on_the_spawn_form(hub, tmp_path_factory, host_doc
     assert bad.status_code == 400, bad.text[-3000:]
     assert re.search(r"cert\.pem|key\.pem", bad.text), bad.text[-2000:]
     assert not hub.api("GET", f"/users/{c}").json().get("servers")
-    # A good one: an engine of the learner's own. It stands for a machine on the
-    # learner's network: a fixed address on the network their server joins (labelled as
-    # the learner's, or the spawner would leave it alone and make another).
-    # Docker picks a free subnet; it is then declared explicitly, as fixed addresses need.
-    network = learner_network(learner_slug(c))
-    probe = host_docker.networks.create(network, driver="bridge")
-    subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
-    probe.remove()
-    net = host_docker.networks.create(
-        network, driver="bridge", options=bridge_options(network),
-        labels={OWNER_LABEL: c, SITE_LABEL: hub.site},
-        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
-    own = start_engine("byoc", tmp_path_factory, host_docker, network=net.name,
-                       network_ip=str(subnet.network_address + 200))
+    # A good one: an engine of the learner's own, on a machine of their network.
+    own = engine_on_learners_network(hub, c, "byoc", tmp_path_factory, host_docker)
     try:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as z:
@@ -132,6 +123,54 @@ def test_bring_your_own_engine_on_the_spawn_form(hub, tmp_path_factory, host_doc
     finally:
         own.remove()
 
+
+def engine_on_learners_network(hub, learner: str, name: str, tmp_path_factory, host_docker):
+    """An engine that stands for a machine on the learner's network: a fixed address on
+    the network their server joins (labelled as the learner's, or the spawner would leave
+    it alone and make another). Docker picks a free subnet; it is then declared
+    explicitly, as fixed addresses need."""
+    network = learner_network(learner_slug(learner))
+    probe = host_docker.networks.create(network, driver="bridge")
+    subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
+    probe.remove()
+    net = host_docker.networks.create(
+        network, driver="bridge", options=bridge_options(network),
+        labels={OWNER_LABEL: learner, SITE_LABEL: hub.site},
+        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
+    return start_engine(name, tmp_path_factory, host_docker, network=net.name,
+                        network_ip=str(subnet.network_address + 200))
+
+
+def test_a_provider_is_added_by_one_file_and_its_configuration(tmp_path_factory, host_docker):
+    """tests/static_provider.py (every learner gets the one engine the site names), put in
+    the hub's configuration: a learner's server is wired to that engine, through a real hub."""
+    ensure_images()
+    state = tmp_path_factory.mktemp("static-hub")
+    config = state / "static_config.py"
+    config.write_text(f"""c = get_config()  # noqa
+load_subconfig({str(CONFIG)!r})  # noqa: the site's own configuration, then:
+c.WhaleSpawner.provider_classes = {{"static": "static_provider.StaticProvider"}}
+c.WhaleSpawner.provider = "static"
+""")
+    tests = str(Path(__file__).resolve().parent)
+    given = state / "class-engine"  # filled in below, once the class's engine exists
+    hub = Hub(state, config=config, extra_env={
+        "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])),
+        "WHALE_STATIC_BUNDLE": str(given)})
+    engine = None
+    try:
+        learner = hub.user("dana")
+        engine = engine_on_learners_network(hub, learner, "static", tmp_path_factory, host_docker)
+        write_bundle_dir(given, read_bundle_dir(engine.bundle_dir, shown=engine.bundle_dir))
+        events = hub.start(learner)
+        assert any(e.get("message") == "Connecting you to the class's engine" for e in events), events
+        assert hub.run(learner, "docker info -f '{{.ID}}'").strip() == engine_id(engine)
+        hub.stop(learner)
+        assert not (state / "hub" / "engines" / "static" / learner_slug(learner)).exists()
+    finally:
+        if engine is not None:
+            engine.remove()
+        hub.close()
 
 def test_deleted_learners_leave_nothing_behind(hub, host_docker):
     from whale_hub.janitor import hub_users, sweep
