@@ -8,6 +8,9 @@ from setuptools import find_packages, setup
 LABEXTENSION = "whale_extension/labextension"
 LABEXTENSION_DEST = "share/jupyter/labextensions/@howtowhale/whale-indicator"
 
+with open("README.md") as readme:
+    LONG_DESCRIPTION = readme.read()
+
 
 def labextension_files():
     return [(os.path.join(LABEXTENSION_DEST, os.path.relpath(root, LABEXTENSION)).rstrip("/."),
@@ -19,7 +22,7 @@ setup(
     name="howtowhale",
     version="0.1.0",
     description="A Docker classroom on Jupyter: a docker kernel wired to each learner's engine",
-    long_description=open("README.md").read(),
+    long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["whale_core", "whale_kernel", "whale_extension", "whale_hub",
@@ -49,7 +52,7 @@ setup(
         "hub": ["jupyterhub>=5", "dockerspawner>=13", "jupyterhub-firstuseauthenticator>=1.1",
                 "jupyterhub-idle-culler>=1.2"],
         "test": ["pytest>=8", "wheel", "setuptools", "pytest-timeout",
-                 "pytest-jupyter[server]>=0.7", "nbval>=0.11", "selenium>=4.10", "ruff>=0.6",
+                 "pytest-jupyter[server]>=0.7", "nbval>=0.11", "selenium>=4.10", "ruff>=0.17,<0.18",
                  "hypothesis>=6"],
     },
     entry_points={"jupyterhub.spawners": ["whale = whale_hub.spawner:WhaleSpawner"],

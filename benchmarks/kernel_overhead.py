@@ -22,9 +22,9 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import KernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from whale_core.store import CredentialStore  # noqa: E402
-from whale_hub.engine import SandboxEngine  # noqa: E402
-from whale_site import images  # noqa: E402
+from whale_core.store import CredentialStore
+from whale_hub.engine import SandboxEngine
+from whale_site import images
 
 TEN_LINES = "\n".join(f"v{i}=$((RANDOM % 10))" for i in range(9)) + "\necho $v0"
 
@@ -74,7 +74,7 @@ class Kernel:
 
 def stats(samples: list[float]) -> tuple[float, float]:
     s = sorted(samples)
-    return statistics.median(s), s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+    return statistics.median(s), s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ class Pki:
     other_client: Issued
 
     @classmethod
-    def make(cls) -> "Pki":
+    def make(cls) -> Pki:
         ca = CertificateAuthority.create(days=30)
         other = CertificateAuthority.create(name="Some other engine CA", days=30)
         return cls(ca=ca, client=ca.issue_client("learner", days=30),

@@ -6,6 +6,7 @@ containers of the single-user image; their engines are real sandbox engines.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -56,7 +57,7 @@ class Hub:
         mirror = urlparse(env.get("WHALE_REGISTRY_MIRROR") or "")
         firewall.install(self.hub_port, mirror.port if mirror.hostname == self.gateway else None,
                          address=self.gateway, owner=self.firewall_owner, pid=os.getpid())
-        self.log = open(state / "hub.log", "w")
+        self.log = open(state / "hub.log", "w")  # noqa: SIM115 - the hub writes it until close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config or CONFIG)], cwd=state, env=env,
             stdout=self.log, stderr=subprocess.STDOUT)
@@ -177,10 +178,8 @@ class Hub:
     # -- teardown -------------------------------------------------------------------
     def close(self) -> None:
         for name in self.users:
-            try:
+            with contextlib.suppress(Exception):
                 self.stop(name, timeout=30)
-            except Exception:
-                pass
         self.proc.terminate()
         try:
             self.proc.wait(15)

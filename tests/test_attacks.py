@@ -15,6 +15,7 @@ Run just this suite with `./whale test tests/test_attacks.py`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -296,10 +297,8 @@ def readable(output: str) -> str:
     """The engine's JSON error answers (what curl prints) as the docker CLI shows them."""
     lines = []
     for line in output.splitlines():
-        try:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             line = "Error response from daemon: " + json.loads(line)["message"]
-        except (ValueError, KeyError, TypeError):
-            pass
         lines.append(line)
     return "\n".join(lines)
 
@@ -319,7 +318,7 @@ def results(site) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("case_id, command, refusal", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("case_id", "command", "refusal"), CASES, ids=[c[0] for c in CASES])
 def test_attack_is_refused_with_its_reason(results, case_id, command, refusal):
     output = results.get(case_id)
     assert output is not None, f"{case_id} did not run: " + json.dumps(sorted(results))
@@ -404,7 +403,8 @@ def test_a_flood_of_connections_does_not_take_the_engine_down(site, host_docker)
     assert done["out"].strip().endswith("0"), done["out"]  # docker ps answered: no containers
     assert 0 < peak < 80 * 1024, f"the gate grew to {peak} kB during the flood"
     engine.reload()
-    assert engine.status == "running" and engine.attrs["RestartCount"] == 0
+    assert engine.status == "running"
+    assert engine.attrs["RestartCount"] == 0
 
 
 SLOW_HEADS = r"""python3 - <<'PY'
@@ -507,7 +507,8 @@ def test_a_volume_being_filled_cannot_be_redirected_to_the_engines_files(site, h
     engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
                                                             "org.howtowhale.role=engine"]})[0]
     probe = engine.exec_run(["ls", "/etc/whale-redteam-pwned"])
-    assert probe.exit_code != 0 and b"No such file" in probe.output, probe.output
+    assert probe.exit_code != 0, probe.output
+    assert b"No such file" in probe.output, probe.output
 
 
 def test_a_fork_bomb_in_one_notebook_leaves_the_other_learner_working(site):

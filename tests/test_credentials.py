@@ -220,7 +220,7 @@ CORPUS = [
 ]
 
 
-@pytest.mark.parametrize("name, build, code, words", CORPUS, ids=[c[0] for c in CORPUS])
+@pytest.mark.parametrize(("name", "build", "code", "words"), CORPUS, ids=[c[0] for c in CORPUS])
 def test_bad_bundle_is_refused_and_old_one_survives(installed, pki, name, build, code,
                                                     words):
     store, before = installed
@@ -238,7 +238,8 @@ def test_bad_bundle_is_refused_and_old_one_survives(installed, pki, name, build,
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
     assert message.endswith("."), "a learner gets a whole sentence"
-    assert "Traceback" not in message and "-----BEGIN" not in message
+    assert "Traceback" not in message
+    assert "-----BEGIN" not in message
     assert not any(line in message for line in key_lines(pki))
     assert error.to_dict()["code"] == code
     # Nothing changed: same generation, no half-written one left behind, still loads.
@@ -293,10 +294,7 @@ def test_install_carina_zip_with_top_directory_and_extras(store, pki):
 
 @pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
 def test_install_docker_context_export(store, pki, kind):
-    if kind == "zip":
-        upload = zip_bytes(context_files(pki))
-    else:
-        upload = context_tar(pki, gz=kind == "tar.gz")
+    upload = zip_bytes(context_files(pki)) if kind == "zip" else context_tar(pki, gz=kind == "tar.gz")
     assert read_archive(upload)["docker.env"] == (
         f"DOCKER_HOST={HOST}\nDOCKER_TLS_VERIFY=1\n".encode())
     bundle = store.install_archive(upload)
@@ -335,18 +333,22 @@ def test_install_directory_missing_file_names_it(installed, tmp_path, pki):
     with pytest.raises(BundleError) as caught:
         store.install_directory(src)
     assert caught.value.code == "missing-file"
-    assert "no cert.pem" in str(caught.value) and str(src) in str(caught.value)
+    assert "no cert.pem" in str(caught.value)
+    assert str(src) in str(caught.value)
     assert store.generation() == generation
 
 
 def test_generation_changes_and_old_generations_are_pruned(store, pki):
-    assert store.generation() is None and store.current() is None
+    assert store.generation() is None
+    assert store.current() is None
     first = store.install_files(carina_files(pki.ca, pki.client))
     gen1 = store.generation()
     second_client = pki.ca.issue_client("learner", days=30)
     second = store.install_files(carina_files(pki.ca, second_client))
     gen2 = store.generation()
-    assert gen1 and gen2 and gen1 != gen2
+    assert gen1
+    assert gen2
+    assert gen1 != gen2
     assert second.cert_fingerprint != first.cert_fingerprint
     assert store.current().cert_fingerprint == second.cert_fingerprint
     # The previous generation stays, so a process that loaded it keeps working...
@@ -356,7 +358,8 @@ def test_generation_changes_and_old_generations_are_pruned(store, pki):
     gen3 = store.generation()
     # ...and the one before it is pruned.
     assert generation_dirs(store) == {gen2, gen3}
-    assert not first.files_dir.exists() and (second.files_dir / "key.pem").is_file()
+    assert not first.files_dir.exists()
+    assert (second.files_dir / "key.pem").is_file()
     assert os.readlink(store.current_path) == os.path.join("generations", gen3)
     assert not [n for n in os.listdir(store.root) if n.startswith(".current-")]
 
@@ -388,12 +391,13 @@ def test_readers_never_see_a_half_installed_bundle(store, pki):
             reads += 1
     finally:
         thread.join()
-    assert not errors and reads > 0
+    assert not errors
+    assert reads > 0
     assert len(generation_dirs(store)) == 2
 
 
 def test_files_modes(installed):
-    store, bundle = installed
+    store, _ = installed
     generation_dir = store.generations_path / store.generation()
     assert stat.S_IMODE(os.stat(generation_dir).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(store.current_path / "key.pem").st_mode) == 0o600
@@ -401,7 +405,7 @@ def test_files_modes(installed):
 
 
 def test_docker_env_points_at_stable_path(installed):
-    store, bundle = installed
+    store, _ = installed
     written = parse_env((store.current_path / "docker.env").read_text())
     assert written == {"DOCKER_HOST": HOST, "DOCKER_TLS_VERIFY": "1",
                        "DOCKER_CERT_PATH": str(store.current_path)}
@@ -422,7 +426,8 @@ def test_only_known_settings_survive_install(store, pki):
     bundle = store.install_files(carina_files(pki.ca, pki.client, env=env))
     assert bundle.env["DOCKER_VERSION"] == "1.11.2"
     on_disk = (store.current_path / "docker.env").read_text()
-    assert "LD_PRELOAD" not in on_disk and "LD_PRELOAD" not in bundle.env
+    assert "LD_PRELOAD" not in on_disk
+    assert "LD_PRELOAD" not in bundle.env
 
 
 @pytest.mark.parametrize("outcome", ["raises", "returns-false"])
@@ -444,7 +449,8 @@ def test_verify_failure_leaves_old_bundle(installed, pki, outcome):
     with pytest.raises(BundleError) as caught:
         store.install_files(carina_files(pki.ca, newer), verify=verify)
     assert caught.value.code == ("unreachable" if outcome == "raises" else "verify-failed")
-    assert len(seen) == 1 and seen[0].cert_fingerprint != before.cert_fingerprint
+    assert len(seen) == 1
+    assert seen[0].cert_fingerprint != before.cert_fingerprint
     # ...but is never swapped in, and is cleaned away.
     assert store.generation() == generation
     assert generation_dirs(store) == {generation}
@@ -470,7 +476,8 @@ def test_unexpected_exception_in_verify_also_rolls_back(installed, pki):
 
     with pytest.raises(KeyboardInterrupt):
         store.install_files(carina_files(pki.ca, pki.ca.issue_client("x")), verify=verify)
-    assert store.generation() == generation and generation_dirs(store) == {generation}
+    assert store.generation() == generation
+    assert generation_dirs(store) == {generation}
 
 
 def test_hand_made_current_directory_is_replaced(tmp_path, pki):
@@ -496,7 +503,8 @@ def test_load_reports_expiry(tmp_path, pki):
     with pytest.raises(BundleError) as caught:
         CredentialBundle.load(tmp_path / "b",
                               now=bundle.not_after + dt.timedelta(days=2, hours=12))
-    assert caught.value.code == "expired" and caught.value.file == "cert.pem"
+    assert caught.value.code == "expired"
+    assert caught.value.file == "cert.pem"
     when = bundle.not_after.strftime("%Y-%m-%d %H:%M UTC")
     assert f"expired on {when}, 2 days ago" in str(caught.value)
 
@@ -514,8 +522,8 @@ def test_from_files_checks_an_upload_without_writing_it(pki, tmp_path):
     """What the hub does with a bundle uploaded on the spawn form."""
     files = read_archive(context_tar(pki, gz=True))
     bundle = CredentialBundle.from_files(files, path=tmp_path / "later")
-    assert bundle.docker_host == HOST and bundle.env["DOCKER_CERT_PATH"] == str(
-        tmp_path / "later")
+    assert bundle.docker_host == HOST
+    assert bundle.env["DOCKER_CERT_PATH"] == str(tmp_path / "later")
     assert not (tmp_path / "later").exists()
     files["cert.pem"] = pki.other_client.cert_pem
     with pytest.raises(BundleError) as caught:
@@ -526,13 +534,15 @@ def test_from_files_checks_an_upload_without_writing_it(pki, tmp_path):
 def test_load_missing_directory(tmp_path):
     with pytest.raises(BundleError) as caught:
         CredentialBundle.load(tmp_path / "nowhere")
-    assert caught.value.code == "missing-file" and "nowhere" in str(caught.value)
+    assert caught.value.code == "missing-file"
+    assert "nowhere" in str(caught.value)
 
 
 def test_repr_and_errors_hold_no_secrets(installed, pki):
     store, bundle = installed
     text = repr(bundle) + str(bundle) + repr(store) + repr(store.current())
-    assert "PRIVATE" not in text and not any(line in text for line in key_lines(pki))
+    assert "PRIVATE" not in text
+    assert not any(line in text for line in key_lines(pki))
     assert HOST in repr(bundle)
     error = BundleError("bad-env", "docker.env is wrong.")
     assert repr(error) == "BundleError('bad-env', 'docker.env is wrong.')"
@@ -543,7 +553,8 @@ def test_password_in_host_is_not_echoed(pki, tmp_path):
     with pytest.raises(BundleError) as caught:
         CredentialStore(tmp_path).install_archive(zip_bytes(carina_files(
             pki.ca, pki.client, env=env_text("http://admin:hunter2@10.0.0.1:2375"))))
-    assert caught.value.code == "insecure-host" and "10.0.0.1:2375" in str(caught.value)
+    assert caught.value.code == "insecure-host"
+    assert "10.0.0.1:2375" in str(caught.value)
     assert "hunter2" not in str(caught.value)
 
 
@@ -578,7 +589,7 @@ def test_parse_env_forms():
         "DOCKER_CERT_PATH": '$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)', "EMPTY": ""}
 
 
-@pytest.mark.parametrize("text, line", [
+@pytest.mark.parametrize(("text", "line"), [
     ("A=1\nnot a setting\n", 2),
     ("A='unclosed\n", 1),
     ("A=\"x\" trailing\n", 1),
@@ -587,13 +598,15 @@ def test_parse_env_forms():
 def test_parse_env_rejects(text, line):
     with pytest.raises(BundleError) as caught:
         parse_env(text)
-    assert caught.value.code == "bad-env" and f"Line {line} " in str(caught.value)
+    assert caught.value.code == "bad-env"
+    assert f"Line {line} " in str(caught.value)
 
 
 def test_parse_env_rejects_binary():
     with pytest.raises(BundleError) as caught:
         parse_env(b"\xff\xfe\x00binary")
-    assert caught.value.code == "bad-env" and "not a text file" in str(caught.value)
+    assert caught.value.code == "bad-env"
+    assert "not a text file" in str(caught.value)
 
 
 # ------------------------------------------------------------------ ping
@@ -628,7 +641,7 @@ def _bundle_for(tmp_path, pki, port, name="b") -> CredentialBundle:
 class _FakeEngine(http.server.BaseHTTPRequestHandler):
     """Answers GET .../version like dockerd does, nothing else (a stand-in, see above)."""
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         body = json.dumps({"ApiVersion": "1.44", "MinAPIVersion": "1.24",
                            "Version": "25.0.0-fake"}).encode()
         code = 200 if self.path.endswith("/version") else 404
@@ -677,7 +690,8 @@ def test_ping_answers_version_over_mutual_tls(tmp_path, pki, tls_server, no_prox
                                               env_ca_bundle):
     port = tls_server(pki.ca, pki.ca)
     answer = _bundle_for(tmp_path, pki, port).ping(timeout=3)
-    assert answer["ApiVersion"] == "1.44" and answer["Version"] == "25.0.0-fake"
+    assert answer["ApiVersion"] == "1.44"
+    assert answer["Version"] == "25.0.0-fake"
 
 
 def test_client_is_a_context_manager_and_ignores_env_ca(tmp_path, pki, tls_server,
@@ -697,7 +711,8 @@ def test_ping_wrong_ca(tmp_path, pki, tls_server, no_proxy, env_ca_bundle):
     message = str(caught.value)
     assert caught.value.code == "unreachable"
     assert f"tcp://127.0.0.1:{port}" in message
-    assert "not signed by the CA in ca.pem" in message and "wrong CA" in message
+    assert "not signed by the CA in ca.pem" in message
+    assert "wrong CA" in message
 
 
 def test_ping_client_certificate_rejected(tmp_path, pki, tls_server, no_proxy):
@@ -732,8 +747,10 @@ def test_ping_connection_refused(tmp_path, pki, no_proxy):
         _bundle_for(tmp_path, pki, port).ping(timeout=2)
     message = str(caught.value)
     assert caught.value.code == "unreachable"
-    assert f"tcp://127.0.0.1:{port}" in message and "connection refused" in message
-    assert "Traceback" not in message and "urllib3" not in message
+    assert f"tcp://127.0.0.1:{port}" in message
+    assert "connection refused" in message
+    assert "Traceback" not in message
+    assert "urllib3" not in message
 
 
 def test_ping_timeout(tmp_path, pki, no_proxy):
@@ -753,7 +770,8 @@ def test_tls_config_uses_bundle_files(installed):
     tls = bundle.tls_config()
     real = store.generations_path / store.generation()
     assert tls.cert == (str(real / "cert.pem"), str(real / "key.pem"))
-    assert tls.ca_cert == str(real / "ca.pem") and tls.verify is True
+    assert tls.ca_cert == str(real / "ca.pem")
+    assert tls.verify is True
 
 
 def test_zip_symlink_detected_even_without_unix_creator(pki):

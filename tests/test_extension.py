@@ -103,7 +103,8 @@ async def test_health_ok_reports_engine_and_credentials(jp_fetch, store, tls_eng
     assert creds["ca_fingerprint"] == bundle.ca_fingerprint
     assert creds["cert_fingerprint"] == bundle.cert_fingerprint
     assert creds["days_left"] == bundle.days_left > 300
-    assert truth["Version"] in health["reason"] and tls_engine.docker_host in health["reason"]
+    assert truth["Version"] in health["reason"]
+    assert tls_engine.docker_host in health["reason"]
     assert "BEGIN" not in json.dumps(health)
     print(f"\nhealth: fresh probe {health['probe_ms']} ms, engine round trip "
           f"{health['engine']['latency_ms']} ms")
@@ -119,7 +120,8 @@ async def test_health_on_a_swarm_manager_lists_the_nodes(jp_fetch, store, swarm_
     assert health["status"] == "ok", health
     assert health["credentials"]["docker_host"] == swarm_engine.docker_host
     swarm = health["swarm"]
-    assert swarm["state"] == "active" and swarm["role"] == "manager"
+    assert swarm["state"] == "active"
+    assert swarm["role"] == "manager"
     assert swarm["node_id"] == info["Swarm"]["NodeID"]
     assert "swarm manager" in health["reason"]
     assert [(n["id"], n["hostname"], n["role"], n["status"], n["availability"], n["leader"])
@@ -147,7 +149,8 @@ async def test_ports_lists_swarm_services(jp_fetch, jp_serverapp, store, swarm_e
         finally:
             service.remove()
     (entry,) = [p for p in listing["ports"] if p["port"] == 18090]
-    assert entry["target"] == 80 and entry["reachable"] is True
+    assert entry["target"] == 80
+    assert entry["reachable"] is True
     assert entry["url"] == f"{jp_base_url}whale/proxy/18090/"
     assert entry["published_by"] == [{"kind": "service", "name": "whale-svc-web",
                                       "id": service.id[:12], "image": "busybox"}]
@@ -157,7 +160,8 @@ async def test_health_is_cached_and_polling_is_not_activity(jp_fetch, jp_servera
     settings = jp_serverapp.web_app.settings
     begun = dt.datetime.now(dt.timezone.utc)
     first = await get_json(jp_fetch, "health", params={"refresh": "1"})
-    assert first["status"] == "ok" and first["cached"] is False
+    assert first["status"] == "ok"
+    assert first["cached"] is False
 
     long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
     settings["api_last_activity"] = long_ago
@@ -229,8 +233,10 @@ async def test_health_down_for_an_engine_that_hangs(jp_fetch, store, tls_engine)
         took = time.monotonic() - started
 
     assert other < 0.5, f"the event loop was blocked for {other:.2f} s"
-    assert health["status"] == "down" and health["code"] == "timeout", health
-    assert f"127.0.0.1:{port}" in health["reason"] and "did not answer" in health["reason"]
+    assert health["status"] == "down", health
+    assert health["code"] == "timeout", health
+    assert f"127.0.0.1:{port}" in health["reason"]
+    assert "did not answer" in health["reason"]
     assert 1.5 < took < 3.0, took
     print(f"\nhealth: hung engine reported down after {took:.2f} s")
 
@@ -238,7 +244,8 @@ async def test_health_down_for_an_engine_that_hangs(jp_fetch, store, tls_engine)
 async def test_health_without_credentials(jp_fetch, store):
     os.unlink(store.current_path)
     health = await get_json(jp_fetch, "health")
-    assert health["status"] == "down" and health["code"] == "no-credentials"
+    assert health["status"] == "down"
+    assert health["code"] == "no-credentials"
     assert "Upload your bundle" in health["reason"]
 
 
@@ -247,7 +254,8 @@ async def test_health_degraded_when_certificate_expires_soon(jp_fetch, jp_server
     health = await get_json(jp_fetch, "health", params={"refresh": "1"})
     assert health["status"] == "degraded", health
     assert health["engine"]["reachable"] is True
-    assert "expires in" in health["reason"] and "fresh credentials" in health["reason"]
+    assert "expires in" in health["reason"]
+    assert "fresh credentials" in health["reason"]
 
 
 # ----------------------------------------------------------------- credentials
@@ -277,7 +285,8 @@ async def test_upload_switches_a_running_kernel_to_another_engine(
     assert answer["health"]["status"] == "ok"
     assert answer["health"]["credentials"]["docker_host"] == second_engine.docker_host
     assert store.current().docker_host == second_engine.docker_host
-    assert after.status == "ok" and after.text.strip() == engine_id(second_engine)
+    assert after.status == "ok"
+    assert after.text.strip() == engine_id(second_engine)
 
 
 async def test_upload_of_a_docker_context_export(jp_fetch, store, second_engine):
@@ -320,7 +329,7 @@ def assert_old_bundle_kept(store: CredentialStore, generation: str, engine) -> N
     assert bundle.ping(timeout=5)["Version"]
 
 
-@pytest.mark.parametrize("name, build, code, words", CORPUS, ids=[c[0] for c in CORPUS])
+@pytest.mark.parametrize(("name", "build", "code", "words"), CORPUS, ids=[c[0] for c in CORPUS])
 async def test_bad_upload_is_refused_and_old_bundle_works(jp_fetch, store, tls_engine, pki,
                                                           name, build, code, words):
     generation = store.generation()
@@ -331,7 +340,8 @@ async def test_bad_upload_is_refused_and_old_bundle_works(jp_fetch, store, tls_e
     status, body = await refused(jp_fetch, "credentials", method="POST", body=upload)
 
     assert status == (413 if code == "too-large" else 400), body
-    assert body["status"] == "refused" and body["code"] == code
+    assert body["status"] == "refused"
+    assert body["code"] == code
     for word in words:
         assert word in body["message"], (word, body["message"])
     assert body["current"]["docker_host"] == tls_engine.docker_host
@@ -348,7 +358,8 @@ async def test_valid_bundle_for_an_engine_that_is_down(jp_fetch, store, tls_engi
     status, body = await refused(jp_fetch, "credentials", method="POST",
                                  body=zip_bytes(files))
 
-    assert status == 422 and body["code"] == "unreachable", body
+    assert status == 422, body
+    assert body["code"] == "unreachable", body
     assert f"127.0.0.1:{port}" in body["message"]
     assert "connection refused" in body["message"]
     assert_old_bundle_kept(store, generation, tls_engine)
@@ -364,7 +375,8 @@ async def test_valid_bundle_with_the_wrong_ca_for_this_engine(jp_fetch, store, t
     status, body = await refused(jp_fetch, "credentials", method="POST",
                                  body=zip_bytes(files))
 
-    assert status == 422 and body["code"] == "unreachable", body
+    assert status == 422, body
+    assert body["code"] == "unreachable", body
     assert tls_engine.docker_host in body["message"]
     assert "not signed by the CA in ca.pem" in body["message"], body["message"]
     assert_old_bundle_kept(store, generation, tls_engine)
@@ -450,7 +462,8 @@ class TestReload:
         assert new.cert_fingerprint != old.cert_fingerprint
         assert new.cert_fingerprint == answer["credentials"]["cert_fingerprint"]
         assert new.docker_host == second_engine.docker_host
-        assert health["status"] == "ok" and health["cached"] is True
+        assert health["status"] == "ok"
+        assert health["cached"] is True
         assert health["credentials"]["docker_host"] == second_engine.docker_host
 
     async def test_bad_reload_keeps_the_old_bundle(self, jp_fetch, store, source_dir,
@@ -465,14 +478,16 @@ class TestReload:
         status, body = await refused(jp_fetch, "credentials", "reload", method="POST",
                                      body=b"")
 
-        assert status == 400 and body["code"] == "missing-file"
+        assert status == 400
+        assert body["code"] == "missing-file"
         assert "key.pem" in body["message"]
         assert_old_bundle_kept(store, generation, tls_engine)
 
 
 async def test_reload_without_a_source_is_a_conflict(jp_fetch):
     status, body = await refused(jp_fetch, "credentials", "reload", method="POST", body=b"")
-    assert status == 409 and body["code"] == "no-source"
+    assert status == 409
+    assert body["code"] == "no-source"
 
 
 async def test_post_without_xsrf_from_a_browser_session_is_refused(jp_fetch, jp_serverapp):

@@ -77,17 +77,20 @@ async def test_ports_lists_published_ports_with_links(jp_fetch, web_containers,
     assert listing["docker_host"] == tls_engine.docker_host
     assert listing["proxy_host"] == engine_ip(host_docker, tls_engine)
     web = by_port[WEB_PORT]
-    assert web["target"] == 80 and web["reachable"] is True
+    assert web["target"] == 80
+    assert web["reachable"] is True
     assert web["url"] == f"{jp_base_url}whale/proxy/{WEB_PORT}/"
     assert {"kind": "container", "name": "whale-ports-web", "image": "busybox",
             "id": web_containers[0].id[:12]} in web["published_by"]
     loopback = by_port[LOOPBACK_PORT]
-    assert loopback["reachable"] is False and loopback["url"] is None
+    assert loopback["reachable"] is False
+    assert loopback["url"] is None
 
 
 async def test_proxy_serves_a_published_port(jp_fetch, web_containers):
     page = await wait_for_page(jp_fetch, WEB_PORT)
-    assert page.code == 200 and page.body.decode().strip() == PAGE
+    assert page.code == 200
+    assert page.body.decode().strip() == PAGE
 
     sub = await jp_fetch("whale", "proxy", str(WEB_PORT), "sub", "file.txt")
     assert sub.body.decode().strip() == "in a subdirectory"
@@ -106,9 +109,11 @@ async def test_proxy_forwards_method_query_body_but_not_jupyter_secrets(
                                                  "username-127-0-0-1-8888=secret",
                                        "Content-Type": "text/plain"})
     text = response.body.decode()
-    assert "method=POST" in text and "query=q=whale" in text, text
+    assert "method=POST" in text, text
+    assert "query=q=whale" in text, text
     assert "payload=42" in text
-    assert "cookie=app=mine" in text and "secret" not in text
+    assert "cookie=app=mine" in text
+    assert "secret" not in text
     token = jp_serverapp.identity_provider.token
     assert token not in text, "the server's token leaked to the learner's app"
 
@@ -239,7 +244,8 @@ class TestNoPublishedHost:
                                                     web_containers, tls_engine):
         assert tls_engine.docker_host.startswith("tcp://127.0.0.1:")
         listing = json.loads((await jp_fetch("whale", "api", "ports")).body)
-        assert listing["proxy_host"] is None and "published_host" in listing["message"]
+        assert listing["proxy_host"] is None
+        assert "published_host" in listing["message"]
         assert {p["port"] for p in listing["ports"]} >= {WEB_PORT}
         assert all(p["url"] is None for p in listing["ports"])
         with pytest.raises(HTTPClientError) as caught:

@@ -45,7 +45,9 @@ def test_two_learners_get_their_own_engines(hub):
     hub.start(b)
     id_a = hub.run(a, "docker info -f '{{.ID}}'").strip()
     id_b = hub.run(b, "docker info -f '{{.ID}}'").strip()
-    assert id_a and id_b and id_a != id_b
+    assert id_a
+    assert id_b
+    assert id_a != id_b
     # What A makes on their engine, B does not see.
     hub.run(a, "docker volume create alice-only >/dev/null; docker network create alice-net >/dev/null")
     assert "alice-only" in hub.run(a, "docker volume ls -q")
@@ -182,7 +184,8 @@ def test_deleted_learners_leave_nothing_behind(hub, host_docker):
     assert hub.api("DELETE", f"/users/{e}").status_code == 204
     hub.users.remove(e)
     users = hub_users(f"{hub.url}/hub/api", hub.token)
-    assert e not in users and hub.user("alice") in users
+    assert e not in users
+    assert hub.user("alice") in users
     # An engine of another site (or of a lesson test) on the same Docker engine, whose
     # owner this hub never heard of, is not this janitor's to sweep.
     site = site_id_of(hub.state / "hub" / "engines")
@@ -219,7 +222,9 @@ def test_names_that_escape_alike_get_their_own_engines(hub, host_docker):
     hub.start(dot)
     id_ada = hub.run(ada, "docker info -f '{{.ID}}'").strip()
     id_dot = hub.run(dot, "docker info -f '{{.ID}}'").strip()
-    assert id_ada and id_dot and id_ada != id_dot
+    assert id_ada
+    assert id_dot
+    assert id_ada != id_dot
     engine_ada, engine_dot = _engine_of(host_docker, hub, ada), _engine_of(host_docker, hub, dot)
     assert engine_ada.name == engine_container(learner_slug(ada)) != engine_dot.name
     hub.stop(dot)
@@ -250,14 +255,16 @@ def test_someone_elses_objects_under_a_learners_names_are_left_alone(hub, host_d
         assert engine.name.startswith(engine_container(slug) + "---"), engine.name
         server = host_docker.containers.get(server_container(slug))
         networks = set(server.attrs["NetworkSettings"]["Networks"])
-        assert len(networks) == 1 and learner_network(slug) not in networks
+        assert len(networks) == 1
+        assert learner_network(slug) not in networks
         assert networks <= set(engine.attrs["NetworkSettings"]["Networks"])
         volumes = {m.get("Name") for m in server.attrs["Mounts"]}
         assert work_volume(slug) not in volumes
         assert any(v.startswith(work_volume(slug) + "---") for v in volumes if v), volumes
         decoys[0].reload()
         decoys[1].reload()
-        assert decoys[0].status == "created" and not decoys[1].containers
+        assert decoys[0].status == "created"
+        assert not decoys[1].containers
         # The new names are remembered: the next start finds the same engine.
         hub.stop(f)
         hub.start(f)

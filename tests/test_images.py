@@ -31,7 +31,8 @@ def test_singleuser_image_is_the_learners_server(site_images):
     assert "docker" in specs.split()
     extensions = run_in(image, "server", "extension", "list", entrypoint="jupyter") + \
         run_in(image, "-c", "jupyter server extension list 2>&1", entrypoint="sh")
-    assert "whale_extension" in extensions and "enabled" in extensions
+    assert "whale_extension" in extensions
+    assert "enabled" in extensions
     labext = run_in(image, "-c", "jupyter labextension list 2>&1", entrypoint="sh")
     assert "@howtowhale/whale-indicator" in labext
     assert "jupyterhub-singleuser" in run_in(image, "-c", "command -v jupyterhub-singleuser",

@@ -10,6 +10,7 @@ network namespace of this test's own: nothing here is ever sent off this machine
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -52,10 +53,8 @@ def _learner_network(host_docker, name: str) -> str:
     """A learner network as the spawner makes it: a bridge whose interface is whl…"""
     from docker.errors import NotFound
     network = f"whale-net-{name}"
-    try:
+    with contextlib.suppress(NotFound):
         host_docker.networks.get(network).remove()
-    except NotFound:
-        pass
     host_docker.networks.create(network, driver="bridge", options=bridge_options(network),
                                 labels={LABEL: "network", TEST_LABEL: str(os.getpid())})
     assert host_docker.networks.get(network).attrs["Options"][
@@ -106,15 +105,13 @@ class Learner:
     def close(self):
         if self.engine is not None:
             self.engine.remove()
-        try:
+        with contextlib.suppress(Exception):
             network = self.host.networks.get(self.network)
             network.reload()
             for c in network.containers:  # an engine that failed to start, say
                 if c.labels.get(TEST_LABEL) == str(os.getpid()):
                     c.remove(force=True, v=True)
             network.remove()
-        except Exception:
-            pass
 
 
 def probe_on(host_docker, network: str, targets: dict[str, tuple[str, int]]) -> dict[str, bool]:
@@ -190,7 +187,8 @@ def _manifest(mirror, name: str) -> tuple[str, dict]:
 def test_a_learner_pulls_from_the_mirror_but_cannot_push_to_it(ada, lesson_mirror):
     digest, _ = _manifest(lesson_mirror, "hello-world")
     run = docker(ada.env, "run", "--rm", "hello-world")
-    assert run.returncode == 0 and "Hello from" in run.stdout, run.stderr
+    assert run.returncode == 0, run.stderr
+    assert "Hello from" in run.stdout, run.stderr
     for target in (f"{lesson_mirror.endpoint}/library/hello-world:latest",  # replace a lesson's
                    f"{lesson_mirror.endpoint}/library/whale-evil:latest"):  # or add one
         assert docker(ada.env, "tag", "busybox", target).returncode == 0
@@ -253,7 +251,8 @@ def test_a_learner_cannot_reach_another_learners_published_ports_or_engine(ada, 
         # Lessons reach their own published ports through host-gateway.
         own_gw = docker(ada.env, "run", "--rm", "--add-host", "host.docker.internal:host-gateway",
                         "busybox", "timeout", "5", "wget", "-qO-", "http://host.docker.internal:8080/")
-        assert own_gw.returncode == 0 and "Hello" in own_gw.stdout, own_gw.stderr
+        assert own_gw.returncode == 0, own_gw.stderr
+        assert "Hello" in own_gw.stdout, own_gw.stderr
         # From where ada's server sits, straight at bob's network (no NAT): Docker's own
         # isolation between bridge networks.
         from_network = ada.probe_from_network({**own, **others})
@@ -285,7 +284,8 @@ def test_learners_reach_the_hub_api_and_mirror_but_nothing_else_of_the_host(
     # What a server does with the hub's API: it answers there.
     page = docker(ada.env, "run", "--rm", "busybox", "timeout", "5", "wget", "-qO-",
                   f"http://{hub.gateway}:{hub.hub_port}/hub/api/")
-    assert page.returncode == 0 and '"version"' in page.stdout, page.stderr
+    assert page.returncode == 0, page.stderr
+    assert '"version"' in page.stdout, page.stderr
 
 
 def test_the_hub_api_listens_only_on_the_bridge_gateway(hub):
@@ -305,14 +305,16 @@ def test_the_firewall_rules_are_in_place_and_idempotent(hub):
     assert f"-A INPUT -i whl+ -j {firewall.INPUT_CHAIN}" in rules
     assert f"-A DOCKER-USER -i whl+ -j {firewall.FORWARD_CHAIN}" in rules
     assert f"--dport {hub.hub_port} " in rules
-    assert "-d 169.254.0.0/16" in rules and rules.count(" -j DROP") >= 2
+    assert "-d 169.254.0.0/16" in rules
+    assert rules.count(" -j DROP") >= 2
     owner = f"test-{os.getpid()}-idempotent"
     try:
         firewall.install(1, 2, owner=owner, pid=os.getpid())
         once = firewall.describe()
         firewall.install(1, 2, owner=owner, pid=os.getpid())
         assert firewall.describe() == once
-        assert owner in firewall.owners() and hub.firewall_owner in firewall.owners()
+        assert owner in firewall.owners()
+        assert hub.firewall_owner in firewall.owners()
     finally:
         firewall.remove(owner)
     assert owner not in firewall.owners()
@@ -390,7 +392,8 @@ def test_learners_cannot_reach_link_local_metadata(metadata_host, ada, hub, host
               "then echo; echo reached; else echo unreachable $?; fi")
     out = docker(ada.env, "run", "--rm", "busybox", "sh", "-c", script)
     assert '"version"' in out.stdout, out.stdout + out.stderr
-    assert CANARY not in out.stdout and "unreachable" in out.stdout, out.stdout + out.stderr
+    assert CANARY not in out.stdout, out.stdout + out.stderr
+    assert "unreachable" in out.stdout, out.stdout + out.stderr
     assert "unreachable 139" not in out.stdout  # wget itself did not crash
     if not _routed_to(metadata_host["device"]):
         pytest.skip("the route went away: no more traffic sent")

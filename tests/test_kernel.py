@@ -42,7 +42,8 @@ def test_hello_world_runs_on_the_learners_engine(kernel, tls_engine):
     assert "Hello from How to Whale!" in run.text
     env = kernel.run("echo $DOCKER_HOST $DOCKER_TLS_VERIFY; docker info -f '{{.ID}}'")
     host, verify, engine = env.text.split()
-    assert host == tls_engine.docker_host and verify == "1"
+    assert host == tls_engine.docker_host
+    assert verify == "1"
     assert engine == engine_id(tls_engine)
 
 
@@ -67,7 +68,8 @@ def test_exit_status_is_per_cell(kernel):
     assert traced.status == "error"
     after = kernel.run("echo still here")
     assert after.status == "ok"
-    assert "__whale" not in traced.text + after.text and "cell.sh" not in after.text
+    assert "__whale" not in traced.text + after.text
+    assert "cell.sh" not in after.text
     assert "+ echo still here" in after.text   # the learner's own trace is kept
     assert kernel.run("set +x; docker ps -q -f name=nothing-here").status == "ok"
 
@@ -75,12 +77,14 @@ def test_exit_status_is_per_cell(kernel):
 def test_odd_prompt_does_not_confuse_the_kernel(kernel):
     assert kernel.run("PS1='$ > # '; PS2='? '; echo one").text.strip() == "one"
     cleared = kernel.run("PROMPT_COMMAND=")   # refused: the kernel needs it
-    assert "readonly" in cleared.text and cleared.status == "error"
+    assert "readonly" in cleared.text
+    assert cleared.status == "error"
     run = kernel.run("echo two")
-    assert run.status == "ok" and run.text.strip() == "two"
+    assert run.status == "ok"
+    assert run.text.strip() == "two"
 
 
-@pytest.mark.parametrize("code, expect", [
+@pytest.mark.parametrize(("code", "expect"), [
     ("read answer; echo got:$answer", "got:"),
     ("cat", "waited for keyboard input"),
     ("docker run -it --rm busybox sh", "waited for keyboard input"),
@@ -109,7 +113,8 @@ def test_keyboard_input_goes_through_jupyter_stdin(kernel):
     run = kernel.run('read -p "Your name: " name; echo "hello $name"', stdin=["Ada"])
     prompts = run.of_type("input_request") or [m for _, m in run.messages
                                                if m["header"]["msg_type"] == "input_request"]
-    assert prompts and "Your name" in prompts[0]["content"]["prompt"]
+    assert prompts
+    assert "Your name" in prompts[0]["content"]["prompt"]
     assert "hello Ada" in run.text
     shell = kernel.run("docker run -it --rm busybox sh", stdin=["echo inside-$((6*7))", "exit"],
                        timeout=20)
@@ -179,10 +184,12 @@ def test_control_requests_are_answered_while_a_cell_runs(kernel):
     msg_id = kernel.kc.execute("sleep 37.25")
     time.sleep(0.5)
     info, took = _control(kernel, "kernel_info_request")
-    assert info["content"]["implementation"] and took < 1.0, took
+    assert info["content"]["implementation"], took
+    assert took < 1.0, took
     assert _running("sleep 37.25")
     reply, took = _control(kernel, "interrupt_request")
-    assert reply["msg_type"] == "interrupt_reply" and took < 1.0, took
+    assert reply["msg_type"] == "interrupt_reply", took
+    assert took < 1.0, took
     execute = kernel._reply(msg_id, timeout=10)
     assert execute["content"]["ename"] == "KeyboardInterrupt"
     assert not _running("sleep 37.25")
@@ -207,7 +214,8 @@ def test_shutdown_while_a_cell_runs_ends_the_cell_and_the_kernel(store):
         driver.kc.execute("docker version >/dev/null; sleep 41.75")
         time.sleep(0.5)
         reply, took = _control(driver, "shutdown_request", restart=False)
-        assert reply["content"]["status"] == "ok" and took < 1.0, took
+        assert reply["content"]["status"] == "ok", took
+        assert took < 1.0, took
         deadline = time.monotonic() + 5
         while driver.km.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -219,7 +227,8 @@ def test_shutdown_while_a_cell_runs_ends_the_cell_and_the_kernel(store):
 
 def test_exit_restarts_the_shell(kernel):
     run = kernel.run("exit 3")
-    assert run.status == "error" and "new one was started" in run.text
+    assert run.status == "error"
+    assert "new one was started" in run.text
     assert kernel.run("echo $DOCKER_TLS_VERIFY").text.strip() == "1"
 
 
@@ -273,7 +282,8 @@ def test_wrong_ca_gives_one_clear_line(kernel, store, tls_engine, tmp_path):
     run = kernel.run("docker version -f '{{.Server.Version}}'")
     assert run.status == "error"
     lines = [line for line in run.text.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("whale: cannot use your Docker engine at 127.0.0.1:")
+    assert len(lines) == 1
+    assert lines[0].startswith("whale: cannot use your Docker engine at 127.0.0.1:")
     assert "not signed by the CA in your credentials" in lines[0]
 
 

@@ -63,7 +63,8 @@ def test_lesson_structure(path):
     nbformat.validate(nb)
     assert nb.metadata.kernelspec.name == "docker"
     meta = lessons.lesson_meta(nb)
-    assert meta["lesson"] == int(path.name[:2]) and meta["title"]
+    assert meta["lesson"] == int(path.name[:2])
+    assert meta["title"]
     assert "In this lesson you will" in nb.cells[0].source
     cells = code_cells(nb)
     assert "cleanup" in lessons.cell_tags(cells[-1]) or "cleanup" in lessons.cell_tags(cells[-2])
@@ -71,7 +72,8 @@ def test_lesson_structure(path):
     assert found, "a lesson has at least one exercise"
     for before, solution, after in found:
         name = before.source.split()[1]
-        assert name in CHECKS and after.source == before.source
+        assert name in CHECKS
+        assert after.source == before.source
         # The check is stored failing before the solution and passing after it; nbval
         # compares these outputs, so the lesson run shows the check does both.
         assert "raises-exception" in lessons.cell_tags(before)
@@ -86,13 +88,16 @@ def test_lesson_structure(path):
 def test_lesson_new_scaffolds_the_house_structure(tmp_path):
     first = lessons.new_lesson("Hello Volumes!", directory=tmp_path)
     second = lessons.new_lesson("Second one", directory=tmp_path, swarm=True)
-    assert first.name == "01-hello-volumes.ipynb" and second.name == "02-second-one.ipynb"
+    assert first.name == "01-hello-volumes.ipynb"
+    assert second.name == "02-second-one.ipynb"
     nb = nbformat.read(second, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.kernelspec.name == "docker"
     assert lessons.lesson_meta(nb) == {"lesson": 2, "title": "Second one", "swarm": True}
     tags = [lessons.cell_tags(c) for c in code_cells(nb)]
-    assert {"check", "raises-exception"} in tags and {"solution"} in tags and {"cleanup"} in tags
+    assert {"check", "raises-exception"} in tags
+    assert {"solution"} in tags
+    assert {"cleanup"} in tags
     with pytest.raises(LookupError):
         lessons.find_lessons(["nope"], directory=tmp_path)
     assert lessons.find_lessons(["2"], directory=tmp_path) == [second]
@@ -111,7 +116,8 @@ def test_mirror_can_be_a_pull_through_cache(tmp_path):
                             upstream="https://registry-1.docker.io")
     config = json.loads(mirror.config())
     assert config["proxy"] == {"remoteurl": "https://registry-1.docker.io"}
-    assert config["http"]["addr"] == "127.0.0.1:5999" and mirror.url == "http://127.0.0.1:5999"
+    assert config["http"]["addr"] == "127.0.0.1:5999"
+    assert mirror.url == "http://127.0.0.1:5999"
     assert "proxy" not in json.loads(RegistryMirror(tmp_path, address="127.0.0.1").config())
 
 
@@ -182,7 +188,8 @@ def test_check_fails_before_and_passes_after(name, mirrored_engine, tmp_path):
         assert sh(SETUP[name]).returncode == 0
     before = sh(f"whale-check {name}")
     assert before.returncode == 1, before.stdout + before.stderr
-    assert before.stdout.startswith("✘ Not yet:") and "Hint:" in before.stdout
+    assert before.stdout.startswith("✘ Not yet:")
+    assert "Hint:" in before.stdout
     solution = sh(_solutions()[name])
     assert solution.returncode == 0, solution.stdout + solution.stderr
     after = sh(f"whale-check {name}")
@@ -192,9 +199,11 @@ def test_check_fails_before_and_passes_after(name, mirrored_engine, tmp_path):
 
 def test_check_command_lists_and_refuses_unknown():
     out = subprocess.run(["whale-check", "--list"], capture_output=True, text=True)
-    assert out.returncode == 0 and all(name in out.stdout for name in CHECKS)
+    assert out.returncode == 0
+    assert all(name in out.stdout for name in CHECKS)
     bad = subprocess.run(["whale-check", "nope"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "no exercise called 'nope'" in bad.stderr
+    assert bad.returncode == 2
+    assert "no exercise called 'nope'" in bad.stderr
 
 
 # -- whale lesson test: every lesson under nbval, each on a fresh engine -------------------------
@@ -237,7 +246,8 @@ def test_a_typo_fails_the_lesson_and_names_the_cell(broken_run):
     assert "$ docker runn hello-world" in out.stdout
     why = out.stdout.split(f"Cell {typo}:", 1)[1].split("  Cell ", 1)[0]
     # and why: docker's own error (worded differently by CLI versions)
-    assert "runn" in why and ("not a docker command" in why or "unknown command" in why), why
+    assert "runn" in why, why
+    assert "not a docker command" in why or "unknown command" in why, why
 
 
 def test_a_missing_solution_fails_at_the_check_cell(broken_run):

@@ -15,19 +15,19 @@ import time
 from pathlib import Path
 
 import pytest
+from bundle_corpus import Pki, carina_files, zip_bytes
 from jupyterhub.crypto import CryptKeeper, decrypt
 from jupyterhub.tests.mocking import MockHub
 from jupyterhub.tests.utils import add_user
 from tornado import web
 from traitlets.config import Config
 
-from bundle_corpus import Pki, carina_files, zip_bytes
 from whale_core.archives import MAX_ARCHIVE_BYTES
 from whale_hub.providers import ByocProvider, EngineProvider, SandboxProvider, provider_class
 from whale_hub.spawner import AUTH_STATE_KEY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from static_provider import StaticProvider  # noqa: E402
+from static_provider import StaticProvider
 
 
 class Hub:
@@ -94,17 +94,22 @@ def form(engine: str, body: bytes | None = None) -> dict:
 
 def test_the_form_offers_what_the_site_offers(make_hub):
     choice = make_hub(provider="choice").spawner().options_form
-    assert 'value="sandbox" checked' in choice and 'value="byoc"' in choice
-    assert 'type="file"' in choice and "A fresh Docker engine hosted for me" in choice
+    assert 'value="sandbox" checked' in choice
+    assert 'value="byoc"' in choice
+    assert 'type="file"' in choice
+    assert "A fresh Docker engine hosted for me" in choice
     assert make_hub(provider="sandbox").spawner().options_form == ""
     byoc = make_hub(provider="byoc").spawner().options_form
-    assert '<input type="hidden" name="engine" value="byoc">' in byoc and 'type="file"' in byoc
+    assert '<input type="hidden" name="engine" value="byoc">' in byoc
+    assert 'type="file"' in byoc
     # A provider's words are escaped into the page, never taken as HTML.
     class Loud(StaticProvider):
         name, description = "loud", "<script>alert(1)</script>"
     page = make_hub(provider="choice", provider_choices=["sandbox", "loud"],
                     provider_classes={"loud": Loud}).spawner().options_form
-    assert "<script>" not in page and "&lt;script&gt;" in page and 'type="file"' not in page
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+    assert 'type="file"' not in page
 
 
 def test_options_from_form_has_no_side_effects_and_keeps_no_plain_secret(make_hub, archive):
@@ -113,10 +118,13 @@ def test_options_from_form_has_no_side_effects_and_keeps_no_plain_secret(make_hu
     state, names = spawner.get_state(), dict(spawner.whale_names)
     auth_state = hub.run(spawner.user.get_auth_state())
     options = hub.run(spawner.run_options_from_form(form("byoc", archive)))
-    assert set(options) == {"engine", "upload"} and options["engine"] == "byoc"
+    assert set(options) == {"engine", "upload"}
+    assert options["engine"] == "byoc"
     # Nothing was stored, started or remembered by the form.
-    assert spawner.get_state() == state and spawner.whale_names == names
-    assert spawner.engine_upload is None and spawner.user_options in ({}, None)
+    assert spawner.get_state() == state
+    assert spawner.whale_names == names
+    assert spawner.engine_upload is None
+    assert spawner.user_options in ({}, None)
     assert hub.run(spawner.user.get_auth_state()) == auth_state
     assert not list(Path(spawner.state_dir).glob("**/*.pem"))
     # The upload travels (and is kept in the hub's database) encrypted with the hub's key.
@@ -125,11 +133,12 @@ def test_options_from_form_has_no_side_effects_and_keeps_no_plain_secret(make_hu
     assert base64.b64decode(hub.run(_decrypt(options["upload"]))) == archive
     # The same form twice: two answers that say the same, and still nothing stored.
     again = hub.run(spawner.run_options_from_form(form("byoc", archive)))
-    assert again["engine"] == "byoc" and spawner.get_state() == state
+    assert again["engine"] == "byoc"
+    assert spawner.get_state() == state
     assert hub.run(spawner.run_options_from_form(form("sandbox"))) == {"engine": "sandbox"}
 
 
-@pytest.mark.parametrize("engine, body, status_text", [
+@pytest.mark.parametrize(("engine", "body", "status_text"), [
     ("byoc", None, "Choose your engine's credentials file to upload."),
     ("byoc", b"\0" * (MAX_ARCHIVE_BYTES + 1),
      "That file is too large for a credentials bundle (limit 1024 KiB)."),
@@ -220,7 +229,8 @@ async def _collect(agen):
 def test_a_provider_is_one_file_and_its_configuration(make_hub, archive):
     classes = {"static": "static_provider.StaticProvider"}
     assert provider_class("static", classes) is StaticProvider
-    assert provider_class("sandbox") is SandboxProvider and provider_class("byoc") is ByocProvider
+    assert provider_class("sandbox") is SandboxProvider
+    assert provider_class("byoc") is ByocProvider
     with pytest.raises(LookupError, match="no engine provider called 'nope'"):
         provider_class("nope")
     with pytest.raises(TypeError, match="not an EngineProvider"):
@@ -263,4 +273,5 @@ def test_every_blocking_docker_call_goes_through_one_executor(make_hub):
     from whale_hub.executor import docker_executor
     first, second = make_hub().spawner("ada"), make_hub().spawner("bob")
     assert first.executor is second.executor is docker_executor()
-    assert os.cpu_count() and docker_executor()._max_workers >= 2
+    assert os.cpu_count()
+    assert docker_executor()._max_workers >= 2

@@ -68,7 +68,8 @@ def test_colours_are_kept_and_other_escapes_dropped():
 
 def test_clear_screen_starts_over():
     out, redraws = shown(["old stuff\r\n", "\x1b[H\x1b[2J", "new\r\n"])
-    assert out == "new\n" and redraws == 1
+    assert out == "new\n"
+    assert redraws == 1
 
 
 def test_long_output_is_trimmed_but_tail_kept():
@@ -80,7 +81,7 @@ def test_long_output_is_trimmed_but_tail_kept():
     assert screen.lines[-2] == "line 999"
 
 
-@pytest.mark.parametrize("raw, expect", [
+@pytest.mark.parametrize(("raw", "expect"), [
     ("Cannot connect to the Docker daemon at tcp://127.0.0.1:2376. Is the docker daemon running?",
      "whale: cannot use your Docker engine at 127.0.0.1:2376: the engine is not answering"),
     ('error during connect: Get "https://10.0.0.9:2376/v1.50/containers/json": tls: failed to '
@@ -96,7 +97,8 @@ def test_long_output_is_trimmed_but_tail_kept():
 ])
 def test_engine_errors_become_one_plain_line(raw, expect):
     better = explain_engine_error(raw)
-    assert better is not None and expect in better
+    assert better is not None
+    assert expect in better
 
 
 def test_other_output_is_left_alone():

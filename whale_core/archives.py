@@ -119,7 +119,9 @@ def _add(entries: dict[str, bytes], name: str, content: bytes) -> None:
 
 def _tar_entries(data: bytes, gzipped: bool = False) -> dict[str, bytes]:
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+        # Closed by `with archive:` below; opened apart so that a file that is no tar at all
+        # gets its own message.
+        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:")  # noqa: SIM115
     except (tarfile.TarError, EOFError, OSError, ValueError):
         raise _not_archive(" (a gzip file, but not of a tar archive)" if gzipped else "") \
             from None
@@ -207,7 +209,7 @@ def _bundle_from_entries(entries: dict[str, bytes]) -> dict[str, bytes]:
     if not files:
         raise BundleError("bad-archive", "The archive is empty. Choose the bundle zip or "
                           "the file made by `docker context export`.")
-    markers = ("meta.json",) + BUNDLE_FILES
+    markers = ("meta.json", *BUNDLE_FILES)
     if not any(name in files for name in markers):
         tops = {name.split("/", 1)[0] for name in files}
         if len(tops) == 1 and all("/" in name for name in files):

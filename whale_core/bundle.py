@@ -61,7 +61,7 @@ class CredentialBundle:
         return "https://" + self.docker_host.split("://", 1)[1]
 
     @classmethod
-    def load(cls, directory, *, now: _dt.datetime | None = None) -> "CredentialBundle":
+    def load(cls, directory, *, now: _dt.datetime | None = None) -> CredentialBundle:
         """Read a Carina-layout directory and check everything short of a live ping.
 
         Raises :class:`BundleError` on the first problem found. ``DOCKER_CERT_PATH`` in
@@ -86,7 +86,7 @@ class CredentialBundle:
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, path: Path | str = ".",
                    files_dir: Path | None = None, now: _dt.datetime | None = None
-                   ) -> "CredentialBundle":
+                   ) -> CredentialBundle:
         """Check bundle files held in memory (e.g. what :func:`read_archive` returns)
         without writing them anywhere; ``path`` is where they are going to live.
 

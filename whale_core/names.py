@@ -120,6 +120,17 @@ def claim_name(default: str, owner_of: Callable[[str], Owner | None], me: Owner,
     raise RuntimeError(f"no free name for {default!r} after {attempts} tries")
 
 
-__all__ = ["MAX_SLUG", "learner_slug", "is_slug", "fresh_name",
-           "engine_container", "learner_network", "work_volume", "server_container",
-           "bridge_interface", "bridge_options", "claim_name", "Owner"]
+__all__ = [
+    "MAX_SLUG",
+    "Owner",
+    "bridge_interface",
+    "bridge_options",
+    "claim_name",
+    "engine_container",
+    "fresh_name",
+    "is_slug",
+    "learner_network",
+    "learner_slug",
+    "server_container",
+    "work_volume",
+]

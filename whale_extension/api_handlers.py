@@ -82,8 +82,7 @@ class CredentialsHandler(WhaleAPIHandler):
             self.refuse(400, "several-files", "Upload one credentials bundle at a time.")
             return None
         # Emptiness, size and format are judged by the bundle module, like any upload.
-        data = files[0]["body"] if files else self.request.body
-        return data
+        return files[0]["body"] if files else self.request.body
 
     async def install(self, install, *args) -> None:
         try:

@@ -21,7 +21,7 @@ from whale_core.errors import BundleError
 from whale_core.store import CredentialStore
 
 #: Bind addresses inside the engine that other machines can reach.
-_PUBLIC_BINDS = {"", "0.0.0.0", "::"}
+_PUBLIC_BINDS = {"", "0.0.0.0", "::"}  # noqa: S104 - compared with, never bound
 
 
 def _utc(moment: float) -> str:

@@ -61,20 +61,20 @@ class PortProxyHandler(ExtensionHandlerMixin, WebSocketMixin, JupyterHandler,
         # fetches would all be refused. Keep the cross-site protection that matters:
         # a request that changes something must come from this server's own pages.
         if self.request.method in ("GET", "HEAD", "OPTIONS"):
-            return None
+            return
         if not hasattr(self, "_jupyter_current_user"):
-            return None  # called too early; tornado checks again after prepare
+            return  # called too early; tornado checks again after prepare
         if self.token_authenticated:
-            return None
+            return
         origin = self.request.headers.get("Origin")
         if origin is not None:
             if not self.check_origin():
                 raise web.HTTPError(403, "Blocked a cross-origin request to a published port.")
-            return None
+            return
         if not self.check_referer():
             raise web.HTTPError(403, "Blocked a request without Origin or Referer "
                                 "to a published port.")
-        return None
+        return
 
     async def _target(self, port: str) -> str:
         """``host:port`` to forward to, or an HTTPError saying why not."""
@@ -130,10 +130,12 @@ class PortProxyHandler(ExtensionHandlerMixin, WebSocketMixin, JupyterHandler,
         if self._is_upgrade():
             self._ws_port, self._ws_path = port, path
             self._ws_target = await self._target(port)
-            return await websocket.WebSocketHandler.get(self, port, path)
+            await websocket.WebSocketHandler.get(self, port, path)
+            return
         if path is None:  # /whale/proxy/8080 -> /whale/proxy/8080/ (relative links)
             query = f"?{self.request.query}" if self.request.query else ""
-            return self.redirect(self._prefix(port) + "/" + query)
+            self.redirect(self._prefix(port) + "/" + query)
+            return
         await self._http(port, path)
 
     @web.authenticated

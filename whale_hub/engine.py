@@ -8,6 +8,7 @@ the spawner consume.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import socket
@@ -33,6 +34,7 @@ from .specs import (
     engine_container_spec,
     needs_rebuild,
 )
+
 
 def free_port(ip: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now."""
@@ -210,10 +212,8 @@ class SandboxEngine:
     def stop(self, timeout: int = 5) -> None:
         """Stop the engine container (its images and containers stay in its volume)."""
         if self.container is not None:
-            try:
+            with contextlib.suppress(NotFound):
                 self.container.stop(timeout=timeout)
-            except NotFound:
-                pass
 
     def restart(self, timeout: float = 30.0) -> CredentialBundle:
         """Start a stopped engine again, keeping its certificates and data."""

@@ -14,12 +14,13 @@ Layout, in the engine's state directory:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 IMAGE_NAME = "disk.ext4"
 MOUNT_NAME = "disk"
@@ -101,10 +102,8 @@ class EngineDisk:
         self.image.unlink(missing_ok=True)
         self.image.with_suffix(".new").unlink(missing_ok=True)
         (self.state_dir / "disk.engine").unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             self.mountpoint.rmdir()
-        except OSError:
-            pass
 
 
 def mounted_disks(under: Path | str) -> list[Path]:
@@ -143,4 +142,4 @@ def unmount_orphans(under: Path | str, engine_exists: Callable[[str], bool],
     return done
 
 
-__all__ = ["unmount_orphans", "EngineDisk", "DiskError", "parse_size", "mounted_disks", "unmount_under"]
+__all__ = ["DiskError", "EngineDisk", "mounted_disks", "parse_size", "unmount_orphans", "unmount_under"]

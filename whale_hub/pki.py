@@ -68,7 +68,7 @@ class CertificateAuthority(Issued):
 
     @classmethod
     def create(cls, name: str = "How to Whale engine CA", days: int = 365,
-               not_before: _dt.datetime | None = None) -> "CertificateAuthority":
+               not_before: _dt.datetime | None = None) -> CertificateAuthority:
         key = new_key()
         start = not_before or (_now() - _ONE_DAY)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])

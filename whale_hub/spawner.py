@@ -381,8 +381,14 @@ class WhaleSpawner(DockerSpawner):
 
     async def stop(self, now=False):
         await super().stop(now=now)
-        provider = self.chosen_provider()(self)
-        await blocking(provider.release, self.remove_engine_on_stop)
+        # Release what this server's start made, even if the site offers it no longer.
+        name = (self.user_options or {}).get("engine") or self.offered_providers()[0].name
+        try:
+            cls = provider_class(name, self.provider_classes)
+        except (LookupError, TypeError) as exc:
+            self.log.warning("%s: nothing to release for engine %r: %s", self.user.name, name, exc)
+            return
+        await blocking(cls(self).release, self.remove_engine_on_stop)
 
     def get_env(self):
         env = super().get_env()

@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 _SUBCOMMAND = re.compile(r"^  ([a-z][\w-]*)\*?\s{2,}\S")
 _OPTION = re.compile(r"^\s+(?:(-\w), )?(--[\w-]+)(?: (\w+))?")

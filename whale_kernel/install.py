@@ -22,7 +22,9 @@ def install(user: bool = False, prefix: str | None = None) -> str:
     """Install the kernelspec and return the directory it went to."""
     source = resources.files("whale_kernel") / "kernelspec"
     with tempfile.TemporaryDirectory() as td:
-        os.chmod(td, 0o755)
+        # The directory is copied with its mode into a shared Jupyter prefix: everyone
+        # reads the kernelspec there, only its owner writes it.
+        os.chmod(td, 0o755)  # noqa: S103
         for name in ("kernel.json", "logo-64x64.png"):
             with resources.as_file(source / name) as path:
                 shutil.copy(path, os.path.join(td, name))

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import re
 import time
+from typing import ClassVar
 
 from whale_core.bundle import CredentialBundle
 from whale_core.envfile import parse_env
@@ -61,7 +62,7 @@ class DockerKernel(KernelServer):
     implementation = "whale_kernel"
     implementation_version = __version__
     redraw_interval = 0.2   # seconds between redraws of updating (progress) output
-    language_info = {"name": "bash", "codemirror_mode": "shell", "mimetype": "text/x-sh",
+    language_info: ClassVar[dict] = {"name": "bash", "codemirror_mode": "shell", "mimetype": "text/x-sh",
                      "file_extension": ".sh", "pygments_lexer": "bash"}
 
     def __init__(self, connection_file: str):

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import uuid
+from typing import ClassVar
 
 import zmq
 from jupyter_client.session import Session
@@ -38,7 +39,7 @@ class KernelServer:
 
     implementation = "kernel"
     implementation_version = "0"
-    language_info: dict = {}
+    language_info: ClassVar[dict] = {}
     banner = ""
 
     def __init__(self, connection_file: str):
@@ -105,7 +106,7 @@ class KernelServer:
             if not self.stdin_socket.poll(100):
                 self.poll_control()  # an interrupt or shutdown while we wait
                 continue
-            idents, msg = self._recv(self.stdin_socket)
+            _idents, msg = self._recv(self.stdin_socket)
             if msg["header"]["msg_type"] == "input_reply":
                 return msg["content"]["value"]
 

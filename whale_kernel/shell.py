@@ -11,6 +11,7 @@ the learner for input or end it.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import platform
@@ -23,9 +24,9 @@ import struct
 import tempfile
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pexpect
 
@@ -122,10 +123,8 @@ class BashSession:
             self.child.close(force=True)
         for f in self.runtime.glob("*"):
             f.unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             self.runtime.rmdir()
-        except OSError:
-            pass
 
     # -- running cells ------------------------------------------------------------
     def run(self, code: str, on_output: Callable[[str], None], *,
@@ -140,7 +139,8 @@ class BashSession:
         seconds); a KeyboardInterrupt it raises stops the command like ^C.
         Raises KeyboardInterrupt through to the caller only after the shell is back.
         """
-        assert self.child is not None
+        if self.child is None:
+            raise RuntimeError("the shell is not started")
         self.cell_file.write_text(code if code.endswith("\n") else code + "\n")
         command = f"{prefix}. {shlex.quote(str(self.cell_file))}\n"
         # How much bash will have read once it has taken this command (see _bash_took).
@@ -385,10 +385,8 @@ _OWN_TRACE = re.compile(r"^\++ (?:\. \S*/cell\.sh|__whale_prompt)\r?\n", re.M)
 
 
 def _killpg(pgrp: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pgrp, sig)
-    except OSError:
-        pass
 
 
 def _pids_in_group(pgrp: int) -> list[int]:

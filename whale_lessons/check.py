@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from whale_core.bundle import CredentialBundle
 from whale_core.store import default_store

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -53,17 +54,15 @@ def cmd_notebook(args) -> int:
     if os.geteuid() == 0:
         argv.append("--allow-root")
     os.environ["WHALE_CREDENTIALS"] = str(store.root)
-    os.execvp(argv[0], argv)
+    os.execvp(argv[0], argv)  # noqa: S606 - a fixed argument list, jupyter found on PATH (like S603/S607)
     return 0  # pragma: no cover - exec does not return
 
 
 def cmd_down(args) -> int:
     engine = _local_engine()
-    try:
+    with contextlib.suppress(Exception):  # no local engine (or no Docker): nothing to stop
         engine.container = engine.host.containers.get(LOCAL_ENGINE)
         engine.stop()
-    except Exception:
-        pass
     return site.down()
 
 

@@ -250,5 +250,13 @@ def describe() -> str:
     return "\n".join(out)
 
 
-__all__ = ["install", "remove", "owners", "describe", "FirewallError", "LEARNER_INTERFACES",
-           "INPUT_CHAIN", "FORWARD_CHAIN"]
+__all__ = [
+    "FORWARD_CHAIN",
+    "INPUT_CHAIN",
+    "LEARNER_INTERFACES",
+    "FirewallError",
+    "describe",
+    "install",
+    "owners",
+    "remove",
+]

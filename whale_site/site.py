@@ -9,6 +9,7 @@ removes the site's firewall rules and stops the mirror.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -103,7 +104,7 @@ def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
         print("whale: WARNING: no firewall: learners' containers reach every service of "
               "this machine and link-local addresses (169.254.169.254)", flush=True)
     env = hub_env(port, bind_ip, mirror_url or "", provider)
-    host = "localhost" if bind_ip in ("127.0.0.1", "0.0.0.0") else bind_ip
+    host = "localhost" if bind_ip in ("127.0.0.1", "0.0.0.0") else bind_ip  # noqa: S104 - compared, not bound
     print(f"whale: the site is at http://{host}:{port}  (sign up, then sign in)", flush=True)
     return subprocess.call([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
                            cwd=hub_dir(), env=env)
@@ -128,10 +129,8 @@ def _terminate(pid_file: Path, grace: float = 30) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def down() -> int:

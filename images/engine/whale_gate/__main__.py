@@ -24,7 +24,8 @@ async def run(args) -> int:
     # The rules look networks named by ID up on dockerd (NETWORK_LOOKUP, in __init__.py).
     sys.modules[__package__].NETWORK_LOOKUP = lambda ref: lookup_network(args.socket, ref)
     host, _, port = args.listen.rpartition(":")
-    server = asyncio.create_task(gate.serve(host.strip("[]") or "0.0.0.0", int(port)))
+    # --listen :2376 means every interface of the engine container, like the default.
+    server = asyncio.create_task(gate.serve(host.strip("[]") or "0.0.0.0", int(port)))  # noqa: S104
     if not args.command:
         stop = loop.create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -40,7 +40,7 @@ def parse_request_head(raw: bytes) -> tuple[str, str, list[tuple[str, str]]]:
         if not sep or not TOKEN.match(name):
             raise BadRequest("a malformed header line")
         value = value.strip(" \t")
-        if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in value):
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
             raise BadRequest(f"a control character in the {name} header")
         headers.append((name.lower(), value))
     return method, target, headers

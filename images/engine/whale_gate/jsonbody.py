@@ -21,7 +21,7 @@ SS = ("list", S)
 SM = ("map", S)
 
 
-def L(kind):  # noqa: E743 - a list of kind
+def L(kind):  # a list of kind
     return ("list", kind)
 
 

@@ -27,7 +27,7 @@ def canonical_headers(route: Route, headers: list[tuple[str, str]], has_stream: 
     seen: dict[str, str] = {}
     for name, value in headers:
         if name in seen and name in ("host", "user-agent", "content-type", "x-registry-auth",
-                                     "x-registry-config", "connection", "upgrade") + route.headers:
+                                     "x-registry-config", "connection", "upgrade", *route.headers):
             raise Refused(f"a repeated {name} header", READ_DIFFERENTLY)
         seen[name] = value
     out = []
@@ -108,10 +108,7 @@ def decide(method: str, path: str, query: str | None, headers, body: bytes | Non
         if not isinstance(value, dict):
             raise Refused(f"a request body on {route_name} that is not a JSON object", READ_DIFFERENTLY)
         checker = route.checker
-        if checker is body_connect:
-            value = checker(value, resolve, params)
-        else:
-            value = checker(value, resolve)
+        value = checker(value, resolve, params) if checker is body_connect else checker(value, resolve)
         decision.body = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
         decision.headers.append(("Content-Type", "application/json"))
         return decision

@@ -1,6 +1,7 @@
 """The proxy: client connections accepted and limited, each request read, decided and
 forwarded to dockerd's socket, and the answer (or a raw attach stream) relayed back."""
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -339,7 +340,5 @@ class Gate:
         finally:
             if not inbound.done():
                 inbound.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await inbound
-            except (asyncio.CancelledError, Exception):
-                pass

@@ -1,6 +1,7 @@
 """TLS over a plain socket, with half-close (asyncio's SSL transport closes the whole
 connection when the peer shuts down its write side; `docker run -i` does just that)."""
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -30,10 +31,8 @@ class TLSConnection:
                     raise ConnectionError("closed during the TLS handshake") from None
                 self.incoming.write(data)
             except ssl.SSLError:
-                try:
+                with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.flush(), 1)  # the alert tells the client why
-                except Exception:
-                    pass
                 raise
         await self.flush()
 
@@ -72,14 +71,10 @@ class TLSConnection:
                 await self.loop.sock_sendall(self.sock, out)
 
     async def close(self) -> None:
-        try:
-            try:
+        with contextlib.suppress(Exception):
+            with contextlib.suppress(ssl.SSLError):
                 self.tls.unwrap()
-            except ssl.SSLError:
-                pass
             await asyncio.wait_for(self.flush(), 2)
-        except Exception:
-            pass
         if self.linger and not self.read_closed:
             # The client may still be sending what was refused: read and drop it for a
             # moment, so that it gets the answer rather than a connection reset.
@@ -93,10 +88,8 @@ class TLSConnection:
                         break
             except (OSError, asyncio.TimeoutError):
                 pass
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
 
