@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import os
 import stat
 import tarfile
 import zipfile
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
+from whale_core.archives import MAX_ARCHIVE_BYTES, MAX_MEMBERS
 from whale_hub.pki import CertificateAuthority, Issued
 
 HOST = "tcp://127.0.0.1:2376"
@@ -131,3 +133,153 @@ def tar_bytes(files: dict[str, bytes], *, gz: bool = False, dirs: tuple[str, ...
 def context_tar(pki: Pki, *, gz: bool = False, **kw) -> bytes:
     """A `docker context export` tar, entries in the order the Docker CLI writes them."""
     return tar_bytes(context_files(pki, **kw), gz=gz, dirs=("tls", "tls/docker"))
+
+
+# ------------------------------------------------------------------ the bad corpus
+#
+# Each case: (id, how to build the upload from the PKI, expected code, words the
+# message must contain). Every one goes through the same check: refused with its own
+# code and a useful sentence, and the bundle installed before is still current.
+
+def _good(p):
+    return carina_files(p.ca, p.client)
+
+
+def _with(p, **changes):
+    files = _good(p)
+    files.update({k: v.encode() if isinstance(v, str) else v for k, v in changes.items()})
+    return files
+
+
+def _expired(p):
+    old = p.ca.issue_client("learner", days=1, not_before=utcnow() - dt.timedelta(days=10))
+    return carina_files(p.ca, old)
+
+
+def _not_yet_valid(p):
+    early = p.ca.issue_client("learner", days=30, not_before=utcnow() + dt.timedelta(days=3))
+    return carina_files(p.ca, early)
+
+
+def _expired_ca(p):
+    from whale_hub.pki import CertificateAuthority
+    ca = CertificateAuthority.create(days=30, not_before=utcnow() - dt.timedelta(days=60))
+    return carina_files(ca, ca.issue_client("learner", days=90,
+                                            not_before=utcnow() - dt.timedelta(days=1)))
+
+
+def _without(name):
+    def build(p):
+        files = _good(p)
+        del files[name]
+        return zip_bytes(files)
+    return build
+
+
+def _many_members(p):
+    files = _good(p)
+    files.update({f"junk/{i}.txt": b"x" for i in range(MAX_MEMBERS)})
+    return zip_bytes(files)
+
+
+def _zip_bomb(p):
+    files = _good(p)
+    files["README.txt"] = bytes(5 << 20)  # compresses to a few KiB
+    return zip_bytes(files)
+
+
+def _gzip_bomb(p):
+    return tar_bytes({"meta.json": b"{}", "padding": bytes(5 << 20)}, gz=True)
+
+
+CORPUS = [
+    # archive structure
+    ("zip-slip", lambda p: zip_bytes({**_good(p), "../../.bashrc": b"evil"}),
+     "path-traversal", ["'..'", "../../.bashrc"]),
+    ("tar-slip", lambda p: tar_bytes({**_good(p), "carina/../../x": b"evil"}),
+     "path-traversal", ["'..'"]),
+    ("zip-absolute", lambda p: zip_bytes({**_good(p), "/etc/cron.d/evil": b"* * * * *"}),
+     "path-traversal", ["absolute", "/etc/cron.d/evil"]),
+    ("tar-absolute", lambda p: tar_bytes({"/home/learner/.bashrc": b"evil", **_good(p)}),
+     "path-traversal", ["absolute"]),
+    ("windows-absolute", lambda p: zip_bytes({**_good(p), "C:\\Windows\\evil": b"x"}),
+     "path-traversal", ["absolute"]),
+    ("tar-symlink", lambda p: tar_bytes(
+        {k: v for k, v in _good(p).items() if k != "key.pem"},
+        links={"key.pem": (tarfile.SYMTYPE, "/etc/shadow")}),
+     "symlink", ["'key.pem'", "link"]),
+    ("tar-hardlink", lambda p: tar_bytes(
+        _good(p), links={"extra.pem": (tarfile.LNKTYPE, "../../etc/passwd")}),
+     "symlink", ["'extra.pem'", "link"]),
+    ("zip-symlink", lambda p: zip_bytes(
+        {k: v for k, v in _good(p).items() if k != "ca.pem"},
+        symlinks={"ca.pem": "/etc/ssl/private/server.key"}),
+     "symlink", ["'ca.pem'", "plain files"]),
+    ("tar-device", lambda p: tar_bytes(
+        _good(p), links={"null": (tarfile.CHRTYPE, "")}),
+     "bad-archive", ["device"]),
+    ("oversize", lambda p: os.urandom(MAX_ARCHIVE_BYTES + 1),
+     "too-large", ["1024 KiB"]),
+    ("zip-bomb", _zip_bomb, "too-large", ["unpacks to more than 4 MiB"]),
+    ("gzip-bomb", _gzip_bomb, "too-large", ["unpacks to more than 4 MiB"]),
+    ("too-many-members", _many_members, "too-large", [f"more than {MAX_MEMBERS} entries"]),
+    ("not-an-archive", lambda p: p.client.cert_pem, "bad-archive", ["not a zip or tar"]),
+    ("empty-upload", lambda p: b"", "bad-archive", ["empty"]),
+    ("truncated-zip", lambda p: zip_bytes(_good(p))[:200], "bad-archive", ["zip"]),
+    ("gzip-not-tar", lambda p: gzip.compress(b"hello" * 300),
+     "bad-archive", ["not of a tar archive"]),
+    ("missing-key", _without("key.pem"), "missing-file", ["key.pem", "ca.pem, cert.pem"]),
+    ("missing-env", _without("docker.env"), "missing-file", ["docker.env"]),
+    # certificates
+    ("wrong-ca", lambda p: carina_files(p.other_ca, p.client),
+     "wrong-ca", ["cert.pem", "ca.pem", "same download"]),
+    ("expired", _expired, "expired", ["cert.pem", "expired on", "days ago"]),
+    ("not-yet-valid", _not_yet_valid, "not-yet-valid", ["clock", "from now"]),
+    ("expired-ca", _expired_ca, "expired", ["ca.pem", "CA certificate"]),
+    ("key-mismatch", lambda p: _with(p, **{"key.pem": p.other_client.key_pem}),
+     "key-mismatch", ["key.pem", "cert.pem"]),
+    ("garbage-cert", lambda p: _with(p, **{"cert.pem": "not a certificate\n"}),
+     "bad-pem", ["cert.pem"]),
+    ("garbage-key", lambda p: _with(p, **{"key.pem": b"-----BEGIN PRIVATE KEY-----\n"
+                                                      b"AAAA\n-----END PRIVATE KEY-----\n"}),
+     "bad-pem", ["key.pem"]),
+    ("swapped-cert-and-key", lambda p: _with(p, **{"cert.pem": p.client.key_pem,
+                                                  "key.pem": p.client.cert_pem}),
+     "bad-pem", ["cert.pem holds a private key"]),
+    ("encrypted-key", lambda p: _with(p, **{"key.pem": encrypted_key(p.client)}),
+     "bad-pem", ["passphrase"]),
+    # docker.env
+    ("tls-verify-empty", lambda p: _with(p, **{"docker.env": env_text(verify="")}),
+     "tls-verify-off", ["DOCKER_TLS_VERIFY", "''"]),
+    ("tls-verify-zero", lambda p: _with(p, **{"docker.env": env_text(verify="0")}),
+     "tls-verify-off", ["DOCKER_TLS_VERIFY", "'0'", "DOCKER_TLS_VERIFY=1"]),
+    ("tls-verify-absent", lambda p: _with(p, **{"docker.env": env_text(verify=None)}),
+     "tls-verify-off", ["does not set DOCKER_TLS_VERIFY=1"]),
+    ("plain-http-host", lambda p: _with(p, **{"docker.env": env_text("http://10.0.0.5:2375")}),
+     "insecure-host", ["http://10.0.0.5:2375", "plain HTTP", "TLS"]),
+    ("unix-socket-host", lambda p: _with(
+        p, **{"docker.env": env_text("unix:///var/run/docker.sock")}),
+     "insecure-host", ["Unix socket", "TLS"]),
+    ("ssh-host", lambda p: _with(p, **{"docker.env": env_text("ssh://me@host")}),
+     "insecure-host", ["SSH", "TLS"]),
+    ("no-host", lambda p: _with(p, **{"docker.env": "DOCKER_TLS_VERIFY=1\n"}),
+     "bad-env", ["DOCKER_HOST"]),
+    ("shell-injection-host", lambda p: _with(
+        p, **{"docker.env": env_text("tcp://h$(reboot):2376")}),
+     "bad-env", ["not an address"]),
+    ("not-an-env-file", lambda p: _with(p, **{"docker.env": "DOCKER_HOST=tcp://h:2376\n"
+                                                           "if true; then echo; fi\n"}),
+     "bad-env", ["Line 2"]),
+    # docker context export
+    ("context-skip-tls-verify", lambda p: context_tar(p, skip_tls_verify=True),
+     "tls-verify-off", ["skip TLS verify"]),
+    ("context-unix-host", lambda p: context_tar(p, host="unix:///var/run/docker.sock"),
+     "insecure-host", ["Unix socket"]),
+    ("context-without-tls", lambda p: context_tar(p, tls=False),
+     "missing-file", ["tls/docker/ca.pem", "docker context create"]),
+    ("context-bad-meta", lambda p: tar_bytes({"meta.json": b"{not json"}),
+     "bad-archive", ["meta.json"]),
+    ("context-wrong-ca", lambda p: tar_bytes({
+        **context_files(p), "tls/docker/ca.pem": p.other_ca.cert_pem}),
+     "wrong-ca", ["ca.pem"]),
+]

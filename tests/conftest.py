@@ -1,25 +1,88 @@
 """Shared fixtures: a real host engine, real TLS-only engines, a real kernel over ZMQ."""
 from __future__ import annotations
 
-import importlib
 import os
-import queue
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
 
 import docker
 import pytest
-from jupyter_client.manager import KernelManager
+from engine_fixtures import TEST_LABEL, engine_client_for, engine_env, start_engine, start_kernel, stop_kernel
 
 from whale_core.store import CredentialStore
-from whale_hub.engine import SandboxEngine
 from whale_hub.engine_disk import unmount_orphans
 from whale_site import images
 from whale_site.registry import RegistryMirror
 
-TEST_LABEL = "org.howtowhale.test"
+
+def pytest_collection_modifyitems(config, items):
+    """Tiers: a test that uses a Docker engine (every engine fixture starts from
+    host_docker) is marked `docker`; `hub` and `browser` are marked by their modules.
+    `./whale test --quick` runs what needs none of them."""
+    for item in items:
+        if "host_docker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
+
+
+# Programs the tests start that must be gone when they end (dockerd and the engines'
+# containers are meant to stay).
+OURS = re.compile(r"jupyterhub|configurable-http-proxy|idle_culler|whale_hub|whale_kernel|"
+                  r"whale_site|jupyter-(?:lab|notebook|server)|bash_kernel|chromedriver|chromium|"
+                  r"registry serve|docker-registry")
+_BEFORE: set[int] = set()
+
+
+def running() -> dict[int, str]:
+    """pid -> command line of every live (not zombie) process of this machine."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                found[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def pytest_sessionstart(session):
+    _BEFORE.update(running())
+
+
+def leftovers() -> dict[int, str]:
+    """Our programs started during this session that still run (after a grace)."""
+    deadline = time.monotonic() + 15
+    while True:
+        left = {pid: cmd for pid, cmd in running().items()
+                if pid not in _BEFORE and pid != os.getpid() and OURS.search(cmd)
+                and "pytest" not in cmd}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run fails if a test left one of our programs running, and, with
+    WHALE_NO_SKIPS=1 (.ci/run), if a test was skipped: a part the suite needs is
+    missing on this machine, and the tests that need it did not run."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if exitstatus not in (0, 1) or reporter is None:
+        return
+    left = leftovers()
+    if left:
+        reporter.write_line("whale: the tests left these running:\n" + "\n".join(
+            f"  {pid} {cmd[:200]}" for pid, cmd in sorted(left.items())), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    skipped = reporter.stats.get("skipped", [])
+    if os.environ.get("WHALE_NO_SKIPS") == "1" and skipped:
+        reporter.write_line(f"whale: {len(skipped)} tests were skipped, and CI runs every test "
+                            "(WHALE_NO_SKIPS=1): install what they need", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -52,32 +115,6 @@ def engine_image(host_docker):
     return "howtowhale/engine"
 
 
-def load_gate():
-    """The package images/engine/whale_gate (the command whale-gate in the engine image),
-    for tests of its rules without sockets: its names are whale_gate's own (decide,
-    Refused, NETWORK_LOOKUP, ...)."""
-    import sys
-    engine = str(images.SITE_IMAGES / "engine")
-    sys.path.insert(0, engine)
-    try:
-        return importlib.import_module("whale_gate")
-    finally:
-        sys.path.remove(engine)
-
-
-def start_engine(name: str, tmp_path_factory, host_docker, **kw) -> SandboxEngine:
-    engine = SandboxEngine(f"whale-test-{name}-{os.getpid()}", tmp_path_factory.mktemp(name),
-                           host=host_docker, labels={TEST_LABEL: str(os.getpid())}, **kw)
-    engine.start()
-    return engine
-
-
-def engine_env(engine: SandboxEngine) -> dict[str, str]:
-    """os.environ with docker pointed at `engine`."""
-    from whale_core.bundle import CredentialBundle
-    return dict(os.environ, **CredentialBundle.load(engine.bundle_dir).env)
-
-
 @pytest.fixture(scope="session")
 def tls_engine(engine_image, host_docker, tmp_path_factory):
     """A TLS-only engine with the lesson images (hello-world, busybox) built on it."""
@@ -95,20 +132,6 @@ def second_engine(engine_image, host_docker, tmp_path_factory):
     engine.remove()
 
 
-def engine_client_for(engine: SandboxEngine):
-    """A Docker SDK client for a test engine, over TLS with the engine's bundle."""
-    from whale_core.bundle import CredentialBundle
-    return CredentialBundle.load(engine.bundle_dir).client(timeout=10)
-
-
-def engine_id(engine: SandboxEngine) -> str:
-    client = engine_client_for(engine)
-    try:
-        return client.info()["ID"]
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def engine_client(tls_engine):
     client = engine_client_for(tls_engine)
@@ -122,103 +145,6 @@ def store(tmp_path, tls_engine):
     s = CredentialStore(tmp_path / "credentials")
     s.install_directory(tls_engine.bundle_dir)
     return s
-
-
-@dataclass
-class Run:
-    """What one execute request produced."""
-
-    reply: dict
-    messages: list = field(default_factory=list)   # (seconds since request, msg)
-    elapsed: float = 0.0
-
-    @property
-    def text(self) -> str:
-        """The output as a notebook would show it at the end (clear_output applied)."""
-        out = ""
-        for _, m in self.messages:
-            t = m["header"]["msg_type"]
-            if t == "clear_output":
-                out = ""
-            elif t == "stream":
-                out += m["content"]["text"]
-        return out
-
-    def of_type(self, kind: str) -> list:
-        return [m for _, m in self.messages if m["header"]["msg_type"] == kind]
-
-    @property
-    def status(self) -> str:
-        return self.reply["content"]["status"]
-
-
-class KernelDriver:
-    """Drive a kernel over the Jupyter messaging protocol, as a notebook does."""
-
-    def __init__(self, km: KernelManager, kc):
-        self.km, self.kc = km, kc
-
-    def run(self, code: str, timeout: float = 30, stdin: list[str] | None = None,
-            interrupt_after: float | None = None) -> Run:
-        start = time.monotonic()
-        msg_id = self.kc.execute(code, allow_stdin=stdin is not None)
-        run = Run(reply={})
-        answers = list(stdin or [])
-        interrupted = False
-        idle = False
-        while time.monotonic() - start < timeout:
-            if interrupt_after is not None and not interrupted and \
-                    time.monotonic() - start > interrupt_after:
-                self.km.interrupt_kernel()
-                interrupted = True
-            if stdin is not None:
-                try:
-                    req = self.kc.get_stdin_msg(timeout=0.01)
-                    run.messages.append((time.monotonic() - start, req))
-                    self.kc.input(answers.pop(0) if answers else "")
-                except queue.Empty:
-                    pass
-            try:
-                msg = self.kc.get_iopub_msg(timeout=0.05)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            run.messages.append((time.monotonic() - start, msg))
-            if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                idle = True
-                break
-        if not idle:
-            raise TimeoutError(f"cell did not finish within {timeout} s: {code!r}")
-        run.reply = self._reply(msg_id)
-        run.elapsed = time.monotonic() - start
-        return run
-
-    def _reply(self, msg_id: str, timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return reply
-
-    def complete(self, code: str) -> list[str]:
-        return self._reply(self.kc.complete(code, len(code)))["content"]["matches"]
-
-
-def start_kernel(store: CredentialStore, name: str = "docker", **env) -> KernelDriver:
-    km = KernelManager(kernel_name=name)
-    km.start_kernel(env=dict(os.environ, WHALE_CREDENTIALS=str(store.root), **env))
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=30)
-    return KernelDriver(km, kc)
-
-
-def stop_kernel(driver: KernelDriver) -> None:
-    driver.kc.stop_channels()
-    driver.km.shutdown_kernel(now=True)
-    # Close every socket of this kernel's zmq context now, not at garbage collection.
-    driver.km.context.destroy(linger=0)
 
 
 @pytest.fixture

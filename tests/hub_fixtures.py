@@ -34,10 +34,10 @@ class Hub:
     """A running hub: REST helpers, and code execution in a learner's kernel."""
 
     def __init__(self, state: Path, extra_env: dict[str, str] | None = None,
-                 config: Path | None = None):
+                 config: Path | None = None, port: int | None = None):
         self.state = state
         self.token = secrets.token_hex(16)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prefix = f"t{os.getpid()}{uuid.uuid4().hex[:4]}"
         self.gateway = bridge_gateway()

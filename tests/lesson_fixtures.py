@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import start_engine
+from engine_fixtures import start_engine
 
 from whale_hub.engine import free_port
 from whale_site.registry import RegistryMirror

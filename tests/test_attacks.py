@@ -22,6 +22,8 @@ import re
 import pytest
 from hub_fixtures import Hub, ensure_images
 
+pytestmark = pytest.mark.hub
+
 REFUSED = "is not allowed on this classroom engine"
 UNKNOWN = "an unknown field"
 
@@ -228,6 +230,27 @@ CASES: list[tuple[str, str, str]] = [
      "id=$(docker create busybox true); docker network connect "
      "$(docker network ls -q --filter name=^host$ | cut -c1-5) $id; docker rm -f $id >/dev/null",
      "the engine's host network"),
+    # The seventh red team: the swarm fills templates into a task's mounts after the check.
+    ("cli-service-mount-template",
+     "docker service create --name tpl --mount 'type=volume,src=v{{.Task.Slot}},dst=/v' busybox true",
+     "a template in a service's mount"),
+    ("raw-service-mount-target-template",
+     "api POST /v1.41/services/create --data-binary '{\"Name\":\"tpl\",\"TaskTemplate\":"
+     "{\"ContainerSpec\":{\"Image\":\"busybox\",\"Mounts\":[{\"Type\":\"volume\","
+     "\"Source\":\"d\",\"Target\":\"/v{{.Task.Slot}}\"}]}}}'", "a template in a service's mount"),
+    ("cli-build-network-host-by-id",
+     "printf 'FROM busybox\\nRUN true\\n' | docker build -q "
+     "--network $(docker network ls -q --filter name=^host$) -",
+     "sharing the engine's namespace in a build"),
+    # The eighth red team: docker diff walked a link swapped in during the walk; a secret's
+    # negative uid made a file owned by the engine's real root.
+    ("cli-docker-diff", "id=$(docker run -d busybox sleep 30); docker diff $id; docker rm -f $id >/dev/null",
+     "(docker diff)"),
+    ("raw-secret-uid-below-the-container",
+     "api POST /v1.41/services/create --data-binary '{\"Name\":\"sec\",\"TaskTemplate\":"
+     "{\"ContainerSpec\":{\"Image\":\"busybox\",\"Secrets\":[{\"SecretName\":\"s\","
+     "\"File\":{\"Name\":\"s\",\"UID\":\"-100000\",\"GID\":\"0\",\"Mode\":292}}]}}}'",
+     "of a secret or config file"),
     ("cli-cgroup-parent", "docker run --rm --cgroup-parent=/ busybox true", "cgroup parent"),
     ("cli-runtime", "docker run --rm --runtime=io.containerd.runc.v2 busybox true",
      "the container runtime"),

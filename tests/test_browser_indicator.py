@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from browser import AVAILABLE, MISSING, start_chromium
 from bundle_corpus import zip_bytes
-from conftest import engine_client_for, engine_env, start_engine
+from engine_fixtures import engine_client_for, engine_env, start_engine
 from extension_fixtures import bundle_files, engine_ip, free_port
 
 from whale_core.store import CredentialStore
@@ -24,6 +24,7 @@ LABEXTENSION = os.path.join(os.path.dirname(__file__), "..", "whale_extension",
                             "labextension", "package.json")
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(not AVAILABLE, reason=MISSING),
     pytest.mark.skipif(not os.path.exists(LABEXTENSION),
                        reason="the labextension is not built (scripts/bootstrap.sh)"),

@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
+import urllib.request
 
 import pytest
-from conftest import TEST_LABEL, engine_env, start_kernel, stop_kernel
+from engine_fixtures import TEST_LABEL, engine_env, start_kernel, stop_kernel
 
 from whale_core.store import CredentialStore
 from whale_hub.engine import SandboxEngine
@@ -118,8 +120,7 @@ def test_bind_mounts_under_tmp_are_bounded_and_never_on_the_machines_disk(env, s
     container's own layer, on the operator's disk, past the engine's disk limit. The
     engine's /tmp is now a tmpfs of its own (256 MiB, counted in its memory)."""
     def layer() -> int:
-        found = host_docker.api.containers(all=True, size=True, filters={"id": small_engine.container.id})
-        return found[0].get("SizeRw") or 0
+        return engine_layer(host_docker, small_engine)
 
     before = layer()
     out = docker(env, "run", "--rm", "-v", "/tmp/fill:/data", "busybox", "sh", "-c",
@@ -133,6 +134,71 @@ def test_bind_mounts_under_tmp_are_bounded_and_never_on_the_machines_disk(env, s
     finally:
         docker(env, "run", "--rm", "-v", "/tmp/fill:/data", "busybox", "rm", "-f", "/data/big")
     assert docker(env, "run", "--rm", "busybox", "echo", "alive").stdout.strip() == "alive"
+
+
+def engine_layer(host_docker, engine) -> int:
+    """Bytes the engine container wrote to its own layer, on the operator's disk."""
+    found = host_docker.api.containers(all=True, size=True, filters={"id": engine.container.id})
+    return found[0].get("SizeRw") or 0
+
+
+def test_failing_execs_leave_nothing_on_the_machines_disk(env, small_engine, host_docker):
+    """The eighth red team grew runc's error log under the engine's /run by a megabyte a
+    second with execs of a 30,000-character command that does not exist. /run is a tmpfs
+    of the engine's own now."""
+    docker(env, "run", "-d", "--name", "execs", "busybox", "sleep", "600")
+    try:
+        before = engine_layer(host_docker, small_engine)
+        missing = "/" + "x" * 20000
+        for _ in range(15):
+            out = docker(env, "exec", "execs", missing)
+            assert out.returncode != 0, out
+        assert engine_layer(host_docker, small_engine) - before < 1 << 20
+        mounts = small_engine.container.exec_run(["sh", "-c", "grep ' /run ' /proc/mounts"]).output
+        assert mounts.startswith(b"tmpfs /run tmpfs"), mounts
+    finally:
+        docker(env, "rm", "-f", "execs")
+
+
+def test_the_gate_answers_the_learners_server_not_the_engines_own_containers(env, small_engine,
+                                                                            host_docker):
+    """Three containers on the engine held all 256 of the gate's connections (128 per
+    address) and locked the hub out (the eighth red team). The gate is reached on the
+    engine's network only: from inside the engine, its port does not answer at all."""
+    attrs = host_docker.api.inspect_container(small_engine.container.id)
+    eth0 = next(iter(attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    probe = ("for ip in 10.213.0.1 " + eth0 + "; do nc -z -w 2 $ip 2376 && echo open $ip "
+             "|| echo closed $ip; done")
+    out = docker(env, "run", "--rm", "busybox", "sh", "-c", probe)
+    assert out.stdout.split("\n")[:2] == ["closed 10.213.0.1", f"closed {eth0}"], (out.stdout, out.stderr)
+    # The learner's side (here the operator's published port) still answers.
+    assert docker(env, "version", "-f", "{{.Server.Version}}").stdout.strip()
+
+
+def test_published_ports_need_no_process_in_the_engine(env, small_engine, host_docker):
+    """A docker-proxy per published port ran in the engine's own cgroup: 100 ports took
+    868 of its 1024 processes (the eighth red team). Ports are forwarded by iptables."""
+    out = docker(env, "run", "-d", "--name", "ports", "-p", "32000-32019:32000-32019",
+                 "-p", "32080:8080", "busybox", "httpd", "-f", "-p", "8080", "-h", "/etc")
+    assert out.returncode == 0, out.stderr
+    try:
+        top = small_engine.container.exec_run(["sh", "-c", "ps -eo comm"]).output.decode()
+        assert "docker-proxy" not in top, top
+        # And a published port still answers from outside the engine.
+        attrs = host_docker.api.inspect_container(small_engine.container.id)
+        eth0 = next(iter(attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{eth0}:32080/hostname", timeout=3) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        docker(env, "rm", "-f", "ports")
 
 
 def test_the_engine_holds_only_the_capabilities_it_needs(small_engine, host_docker):

@@ -133,7 +133,7 @@ def test_root_in_a_container_is_not_root_on_the_engine(docker_env, tls_engine, h
 
 
 def test_an_operator_can_turn_the_policy_off(engine_image, host_docker, tmp_path_factory):
-    from conftest import start_engine
+    from engine_fixtures import start_engine
 
     engine = start_engine("nopolicy", tmp_path_factory, host_docker, policy=False)
     try:
@@ -157,7 +157,7 @@ def _decide(policy, method: str, target: str, body=None):
 
 
 def test_swarm_services_and_plugins_follow_the_same_rules():
-    from conftest import load_gate
+    from engine_fixtures import load_gate
     policy = load_gate()
     spec = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "busybox"}}}
     assert _decide(policy, "POST", "/v1.41/services/create", spec).allowed
@@ -181,7 +181,7 @@ def test_an_engine_from_an_older_image_is_replaced(engine_image, host_docker, tm
     """After an upgrade of the engine image (say, to one with the classroom policy), a
     learner's existing engine is made again from the new image; an engine that is up to
     date is kept, with what the learner made on it."""
-    from conftest import TEST_LABEL
+    from engine_fixtures import TEST_LABEL
 
     from whale_hub.engine import SandboxEngine
 

@@ -10,11 +10,13 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import time
+from pathlib import Path
 
 import pytest
-from bundle_corpus import Pki, carina_files, context_tar, zip_bytes
-from conftest import engine_env, engine_id, start_engine, start_kernel, stop_kernel
+from bundle_corpus import CORPUS, Pki, carina_files, context_tar, zip_bytes
+from engine_fixtures import engine_env, engine_id, start_engine, start_kernel, stop_kernel
 from extension_fixtures import (
     bundle_files,
     engine_ip,
@@ -23,9 +25,9 @@ from extension_fixtures import (
     silent_listener,
     with_host,
 )
-from test_credentials import CORPUS
 from tornado.httpclient import HTTPClientError
 
+import whale_extension
 from whale_core.bundle import CredentialBundle
 from whale_core.store import CredentialStore
 
@@ -542,3 +544,23 @@ async def test_concurrent_polls_share_one_probe(jp_fetch, jp_serverapp):
     assert all(a["status"] == "ok" for a in answers)
     assert probes == 1
     assert len({a["checked_at"] for a in answers}) == 1
+
+
+def test_every_route_the_extension_serves_is_in_its_openapi_description(jp_serverapp):
+    """whale_extension/rest-api.yml describes each route the extension serves, with
+    exactly the methods its handler answers."""
+    import yaml
+
+    spec = yaml.safe_load((Path(whale_extension.__file__).parent / "rest-api.yml").read_text())
+    assert spec["openapi"].startswith("3.")
+    described = {path: {m.upper() for m in item if m in
+                        ("get", "head", "post", "put", "patch", "delete", "options")}
+                 for path, item in spec["paths"].items()}
+    served = {}
+    for pattern, handler, *_ in whale_app(jp_serverapp).handlers:
+        path = re.sub(r"\(\\d\{1,5\}\)\(/\.\*\)\?", "{port}/{path}", pattern)
+        served[path] = set(handler.SUPPORTED_METHODS)
+    assert served == described
+    for path, item in spec["paths"].items():
+        for method in described[path]:
+            assert item[method.lower()]["responses"], (path, method)

@@ -11,7 +11,7 @@ import json
 import time
 
 import pytest
-from conftest import engine_client_for
+from engine_fixtures import engine_client_for
 from extension_fixtures import bundle_files, engine_ip, free_port, server_config, with_host
 from tornado.httpclient import HTTPClientError
 

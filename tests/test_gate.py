@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import importlib
 import json
 import os
 import pty
@@ -25,7 +26,7 @@ import time
 import urllib.parse
 
 import pytest
-from conftest import engine_env, load_gate, start_engine
+from engine_fixtures import engine_env, load_gate, start_engine
 
 from whale_core.bundle import CredentialBundle
 from whale_site import images
@@ -40,9 +41,16 @@ gate = load_gate()
 LINKS = {"/tmp/rootlink": "/", "/tmp/etclink/x": "/etc/x", "/var/run/docker.sock": "/run/docker.sock"}
 
 
+FILES = {"/tmp/runc-process1", "/run/docker.sock"}  # files on the engine, not directories
+
+
 def resolve(path: str) -> str:
-    path = os.path.normpath(path)
-    return LINKS.get(path, path)
+    """As the gate's resolve_source does on an engine: where a source leads, and
+    NotADirectoryError (with that place) when it is a file there."""
+    path = LINKS.get(os.path.normpath(path), os.path.normpath(path))
+    if path in FILES:
+        raise NotADirectoryError(20, "not a directory", path)
+    return path
 
 
 def decide(method, target, body=None, headers=None, **kw):
@@ -1298,3 +1306,49 @@ def test_a_refused_head_request_has_no_body_and_the_connection_stays_usable(raw)
         assert (ping.status, ping.read()) == (200, b"OK")
     finally:
         conn.close()
+
+
+def test_docker_diff_is_refused_and_says_what_to_do_instead():
+    """The eighth red team swapped a directory for a link during dockerd's walk of a
+    container's changes, in the engine's mount namespace: it listed the engine's TLS files."""
+    message = refused(decide("GET", "/v1.41/containers/c1/changes"), "(docker diff)")
+    assert "docker exec NAME find / -xdev" in message
+    refused(decide("GET", "/v1.45/containers/c1/changes"), "(docker diff)")
+
+
+@pytest.mark.parametrize(("uid", "gid"), [("-100000", "0"), ("0", "-1"), ("65536", "0"), ("1e3", "0"),
+                                      ("\u0661", "0")])
+def test_a_secret_file_owned_outside_the_container_is_refused(uid, gid):
+    """dockerd adds the engine's remapped root to a secret's UID: the eighth red team's
+    -100000 made a file owned by the engine's real root."""
+    for kind, ref in (("Secrets", "SecretName"), ("Configs", "ConfigName")):
+        service = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "busybox", kind: [
+            {ref: "x", "File": {"Name": "x", "UID": uid, "GID": gid, "Mode": 0o444}}]}}}
+        refused(decide("POST", "/v1.41/services/create", service), "of a secret or config file",
+                "from 0 to 65535")
+    service = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "busybox", "Secrets": [
+        {"SecretName": "x", "File": {"Name": "x", "UID": "1000", "GID": "0", "Mode": 0o400}}]}}}
+    allowed(decide("POST", "/v1.41/services/create", service))
+
+
+def test_a_bind_source_that_is_a_file_of_the_engine_is_refused():
+    """Right under /tmp only the engine makes files (runc's process specs, which hold a
+    command's environment): a learner binds directories."""
+    refused(create({"Binds": ["/tmp/runc-process1:/x"]}), "it is not a directory")
+    refused(create({"Mounts": [{"Type": "bind", "Source": "/tmp/runc-process1", "Target": "/x"}]}),
+            "it is not a directory")
+    allowed(create({"Binds": ["/tmp/shared:/x"]}))
+    # A protected file is refused as the engine's own first.
+    refused(create({"Binds": ["/var/run/docker.sock:/s"]}), "a bind mount of the engine's /run/docker.sock")
+
+
+def test_the_gate_resolves_a_bind_source_on_its_own_filesystem(tmp_path):
+    mounts = importlib.import_module("whale_gate.mounts")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "l").symlink_to(tmp_path / "f")
+    assert mounts.resolve_source(str(tmp_path / "d")) == str(tmp_path / "d")
+    assert mounts.resolve_source(str(tmp_path / "new")) == str(tmp_path / "new")
+    for name in ("f", "l"):
+        with pytest.raises(NotADirectoryError):
+            mounts.resolve_source(str(tmp_path / name))

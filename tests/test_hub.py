@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 import requests
-from conftest import engine_id, start_engine
+from engine_fixtures import engine_id, start_engine
 from hub_fixtures import CONFIG, Hub, ensure_images
 
 from whale_core.bundle import read_bundle_dir, write_bundle_dir
@@ -26,6 +26,8 @@ from whale_core.names import (
     server_container,
     work_volume,
 )
+
+pytestmark = pytest.mark.hub
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,14 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import TEST_LABEL, engine_env, start_engine
+from engine_fixtures import TEST_LABEL, engine_env, start_engine
 from hub_fixtures import Hub
 
 from whale_core.layout import ROLE_LABEL as LABEL
 from whale_core.names import bridge_options
 from whale_site import firewall
+
+pytestmark = pytest.mark.hub
 
 METADATA_IP = "169.254.169.254"
 METADATA_PEER = "169.254.169.1"  # the host's end of the fake metadata host's veth pair

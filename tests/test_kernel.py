@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import engine_id, start_kernel, stop_kernel
+from engine_fixtures import engine_id, start_kernel, stop_kernel
 from jupyter_client.kernelspec import KernelSpecManager
 
 from whale_hub.engine import free_port
@@ -21,19 +24,44 @@ def test_kernelspec_is_installed_as_docker():
     assert spec.language == "bash"
     assert spec.argv[1:3] == ["-m", "whale_kernel"]
     assert spec.interrupt_mode == "signal"
+    # Installed by the package itself (./whale's editable install), into its environment.
+    assert spec.resource_dir == os.path.join(sys.prefix, "share", "jupyter", "kernels", "docker")
 
 
-def test_kernelspec_ships_in_the_wheel(tmp_path):
-    """`pip install .` installs the kernelspec: it is in the wheel's data files."""
-    subprocess.run(["python3", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), "."], check=True, capture_output=True)
+def wheel_names(tmp_path, editable: bool = False) -> list[str]:
+    """The files of this project's wheel (or editable wheel), built as pip builds them."""
+    build = "build_editable" if editable else "build_wheel"
+    subprocess.run([sys.executable, "-c", f"from hatchling.build import {build}; {build}({str(tmp_path)!r})"],
+                   check=True, capture_output=True, cwd=Path(__file__).resolve().parent.parent)
     wheel = next(tmp_path.glob("howtowhale-*.whl"))
-    import zipfile
-    names = zipfile.ZipFile(wheel).namelist()
-    spec = [n for n in names if n.endswith("share/jupyter/kernels/docker/kernel.json")]
-    assert spec, names
-    data = json.loads(zipfile.ZipFile(wheel).read(spec[0]))
-    assert data["display_name"] == "Docker"
+    with zipfile.ZipFile(wheel) as z:
+        return z.namelist()
+
+
+@pytest.mark.parametrize("editable", [False, True], ids=["pip install .", "pip install -e ."])
+def test_the_kernelspec_extension_and_indicator_ship_in_both_kinds_of_wheel(tmp_path, editable):
+    """`pip install .` and `pip install -e .` alike install the kernelspec, the server
+    extension's config and the labextension (setuptools' editable installs carried none)."""
+    names = wheel_names(tmp_path, editable)
+    data = [n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n]
+    assert "share/jupyter/kernels/docker/kernel.json" in data, names
+    assert "etc/jupyter/jupyter_server_config.d/whale_extension.json" in data, names
+    indicator = "share/jupyter/labextensions/@howtowhale/whale-indicator/"
+    assert f"{indicator}install.json" in data, names
+    assert f"{indicator}package.json" in data, names
+    assert any(n.startswith(f"{indicator}static/remoteEntry.") for n in data), names
+
+
+def test_the_version_has_one_source():
+    from importlib.metadata import version
+
+    import whale_core
+    import whale_kernel
+    root = Path(__file__).resolve().parent.parent
+    source = json.loads((root / "labextension" / "package.json").read_text())["version"]
+    assert whale_core.__version__ == whale_kernel.__version__ == version("howtowhale") == source
+    built = root / "whale_extension" / "labextension" / "package.json"
+    assert json.loads(built.read_text())["version"] == source
 
 
 def test_hello_world_runs_on_the_learners_engine(kernel, tls_engine):

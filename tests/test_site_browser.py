@@ -11,7 +11,7 @@ import pytest
 from browser import AVAILABLE, MISSING, start_chromium
 from hub_fixtures import Hub, ensure_images
 
-pytestmark = pytest.mark.skipif(not AVAILABLE, reason=MISSING)
+pytestmark = [pytest.mark.hub, pytest.mark.browser, pytest.mark.skipif(not AVAILABLE, reason=MISSING)]
 
 
 @pytest.fixture(scope="module")

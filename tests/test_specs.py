@@ -43,10 +43,11 @@ def test_a_classroom_engine_holds_only_what_a_nested_dockerd_needs():
 
 
 def test_bind_mounts_and_logs_of_an_engine_stay_off_the_operators_disk():
-    """The seventh red team: /tmp (where bind sources live) was the engine's own layer on
-    the operator's disk, and refusals grew its log without bound."""
+    """The seventh and eighth red teams: /tmp (where bind sources live) and /run
+    (containerd's logs) were the engine's own layer on the operator's disk, and refusals
+    grew its log without bound."""
     hc = spec()["host_config"]
-    assert hc["tmpfs"] == {"/tmp": "size=256m,mode=1777"} == ENGINE_TMPFS
+    assert hc["tmpfs"] == {"/tmp": "size=256m,mode=1777", "/run": "size=64m,mode=755"} == ENGINE_TMPFS
     assert hc["log_config"] == ENGINE_LOG_CONFIG
     assert ENGINE_LOG_CONFIG["config"]["max-size"] == "1m"
 

@@ -8,7 +8,49 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from whale_hub.engine import free_port
+
+pytestmark = pytest.mark.hub
+
+
+def descendants(root: int) -> dict[int, str]:
+    """pid -> command line of every process below `root`."""
+    parents, commands = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    commands[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                continue
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in found:
+                found[child] = commands.get(child, "")
+                todo.append(child)
+    return found
+
+
+def still_running(processes: dict[int, str]) -> dict[int, str]:
+    """Those of `processes` that still run (same pid, same command, not a zombie)."""
+    left = {}
+    for pid, cmd in processes.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().replace(b"\0", b" ").decode(errors="replace") == cmd:
+                    left[pid] = cmd
+        except OSError:
+            continue
+    return left
 
 
 def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
@@ -34,6 +76,11 @@ def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
             assert "<form" in page, output[-3000:]
             assert "password" in page.lower(), output[-3000:]
             assert f"http://localhost:{port}" in output
+            # Everything `whale up` started: the hub, its proxy and its services (the idle
+            # culler, the janitor).
+            started = descendants(up.pid)
+            assert any("jupyterhub_idle_culler" in cmd for cmd in started.values()), started
+            assert any("configurable-http-proxy" in cmd for cmd in started.values()), started
             down = subprocess.run([sys.executable, "-m", "whale_site.cli", "down"], env=env,
                                   capture_output=True, text=True, timeout=120)
             assert down.returncode == 0, down.stdout + down.stderr
@@ -44,6 +91,11 @@ def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
                 raise AssertionError("the site still answers after `whale down`")
             except OSError:
                 pass
+            # `whale down` leaves none of it behind (a culler once outlived two stops).
+            deadline = time.monotonic() + 15
+            while (left := still_running(started)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert not left, left
         finally:
             if up.poll() is None:
                 up.kill()

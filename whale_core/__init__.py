@@ -15,3 +15,8 @@ the lesson tools all import.
 At import time these need only the standard library and `cryptography`; the Docker SDK
 is imported inside the functions that talk to an engine (the kernel must start fast).
 """
+
+try:  # written by the build (hatchling's version hook) from labextension/package.json
+    from ._version import __version__
+except ImportError:  # a source tree that was never installed
+    __version__ = "0+unknown"

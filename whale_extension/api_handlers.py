@@ -1,4 +1,4 @@
-"""JSON API of the extension (described in rest-api.md beside this file).
+"""JSON API of the extension (described as OpenAPI in rest-api.yml beside this file).
 
 Every handler is authenticated and authorized on the ``whale`` resource, answers
 JSON and keeps jupyter_server's XSRF rules (POSTs from a browser need the _xsrf token,
@@ -48,6 +48,8 @@ class WhaleAPIHandler(ExtensionHandlerMixin, APIHandler):
 class HealthHandler(WhaleAPIHandler):
     """``GET whale/api/health``: is the learner's engine usable, and why not."""
 
+    SUPPORTED_METHODS = ("GET",)
+
     # The status indicator polls this: it must not keep an idle server alive
     # (JupyterHub's idle culler reads the server's last activity).
     _track_activity = False
@@ -61,6 +63,8 @@ class HealthHandler(WhaleAPIHandler):
 
 class CredentialsHandler(WhaleAPIHandler):
     """``GET whale/api/credentials``: the bundle in use; ``POST``: upload a new one."""
+
+    SUPPORTED_METHODS = ("GET", "POST")
 
     @web.authenticated
     @authorized
@@ -125,10 +129,7 @@ class ReloadHandler(CredentialsHandler):
     """``POST whale/api/credentials/reload``: install the bundle found on disk at the
     configured source (where the spawner or an operator drops rotated credentials)."""
 
-    @web.authenticated
-    @authorized
-    async def get(self):
-        raise web.HTTPError(405)
+    SUPPORTED_METHODS = ("POST",)  # a GET is 405
 
     @web.authenticated
     @authorized
@@ -144,6 +145,8 @@ class ReloadHandler(CredentialsHandler):
 
 class PortsHandler(WhaleAPIHandler):
     """``GET whale/api/ports``: published ports, each with a link through the server."""
+
+    SUPPORTED_METHODS = ("GET",)
 
     @web.authenticated
     @authorized

@@ -37,6 +37,8 @@ class PortProxyHandler(ExtensionHandlerMixin, WebSocketMixin, JupyterHandler,
                        websocket.WebSocketHandler):
     """Forwards HTTP and WebSocket requests to one published port of the engine."""
 
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
     auth_resource = AUTH_RESOURCE
     upstream: websocket.WebSocketClientConnection | None = None
 

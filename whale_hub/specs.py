@@ -13,7 +13,8 @@ from pathlib import Path
 from whale_core.layout import ROLE_LABEL
 
 ENGINE_IMAGE = "howtowhale/engine"
-SECCOMP_PROFILE = Path(__file__).resolve().parent.parent / "images" / "engine" / "seccomp.json"
+# The engine container's seccomp profile ships with the spawner (in the wheel).
+SECCOMP_PROFILE = Path(__file__).resolve().parent / "engine-seccomp.json"
 
 # Docker's default capabilities, which the engine hands on to its containers.
 DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
@@ -33,9 +34,12 @@ CLASSROOM_ENGINE_OPTIONS = dict(
     cgroupns="private",
 )
 # The engine's /tmp, where learners' bind mounts live (the gate allows bind sources
-# only right under /tmp): a tmpfs of its own, counted in the engine's memory, so bind
-# mounts cannot write to the operator's disk around the engine's disk limit.
-ENGINE_TMPFS = {"/tmp": "size=256m,mode=1777"}  # noqa: S108 - a mount point in the engine
+# only right under /tmp), and its /run (containerd's state and logs: the eighth red team
+# grew runc's error log there by a megabyte a second with failing execs) are tmpfs of
+# their own, counted in the engine's memory: nothing a learner makes is written to the
+# operator's disk around the engine's disk limit.
+ENGINE_TMPFS = {"/tmp": "size=256m,mode=1777",  # noqa: S108 - a mount point in the engine
+                "/run": "size=64m,mode=755"}
 # What the engine container logs (the gate's one line per refusal) stays small on the
 # operator's disk however many requests a learner sends.
 ENGINE_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "1m", "max-file": "2"}}

@@ -1,3 +1,5 @@
 """The "docker" Jupyter kernel: bash wired to the learner's own Docker engine."""
 
-__version__ = "0.1.0"
+from whale_core import __version__
+
+__all__ = ["__version__"]

@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+from packaging.requirements import Requirement
 
 SOURCE = Path(os.environ.get("WHALE_SOURCE", Path(__file__).resolve().parent.parent))
 SITE_IMAGES = SOURCE / "images"
@@ -66,7 +67,8 @@ def _source_digest(roots: list[Path] | None = None) -> str:
     """A digest of everything that goes into the single-user image (or of `roots`)."""
     h = hashlib.sha256()
     if roots is None:
-        roots = [SOURCE / "setup.py", SITE_IMAGES / "singleuser", SITE_IMAGES / "hub",
+        roots = [SOURCE / "pyproject.toml", SOURCE / "install.json", SITE_IMAGES / "singleuser",
+                 SITE_IMAGES / "hub",
                  SOURCE / "lessons"]
         roots += [SOURCE / p for p in ("whale_core", "whale_kernel", "whale_extension", "whale_hub",
                                         "whale_site", "whale_lessons")]
@@ -102,9 +104,10 @@ def _python_context(ctx: Path, image: str, extras: tuple[str, ...] = ()) -> None
         for line in z.read(meta).decode().splitlines():
             if not line.startswith("Requires-Dist:"):
                 continue
-            req, _, marker = line.split(":", 1)[1].strip().partition(";")
-            if not marker or any(f'extra == "{e}"' in marker for e in extras):
-                requires.append(req.strip())
+            req = Requirement(line.split(":", 1)[1].strip())
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras):
+                req.marker = None
+                requires.append(str(req))
     requirements = sorted(set(requires + SINGLEUSER_EXTRA + [_hub_requirement()]))
     WHEELHOUSE.mkdir(parents=True, exist_ok=True)
     with open(WHEELHOUSE.parent / "wheelhouse.lock", "w") as lock:

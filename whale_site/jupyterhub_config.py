@@ -14,13 +14,18 @@ environment `whale up` prepares (see whale_site/site.py):
     WHALE_REGISTRY_MIRROR  lesson registry mirror for sandbox engines
     WHALE_PROVIDER         sandbox | byoc | choice
     WHALE_AUTH             firstuse (the default: the first sign-in with a new name sets
-                           its password) | dummy (a shared password, for tests)
+                           its password) | oauth (any OAuth 2 provider: WHALE_OAUTH_*
+                           below) | dummy (a shared password, for tests)
+    WHALE_OAUTH_CLIENT_ID, WHALE_OAUTH_CLIENT_SECRET, WHALE_OAUTH_AUTHORIZE_URL,
+    WHALE_OAUTH_TOKEN_URL, WHALE_OAUTH_USERDATA_URL, WHALE_OAUTH_USERNAME_CLAIM (name),
+    WHALE_OAUTH_SCOPE      the OAuth provider (WHALE_AUTH=oauth); WHALE_PUBLIC_URL is
+                           where learners reach the site (the callback's base)
     WHALE_ADMIN_TOKEN      optional: an API token with admin scopes (tests, benchmarks)
     JUPYTERHUB_CRYPT_KEY   key of the encrypted auth_state (uploaded bundles)
 
-For a public site, switch to an OAuth provider, e.g.:
-    c.JupyterHub.authenticator_class = "github"   # pip install oauthenticator
-    c.GitHubOAuthenticator.oauth_callback_url = "https://whale.example/hub/oauth_callback"
+For a public site, sign learners in with an OAuth provider: WHALE_AUTH=oauth (tested
+against a real provider in tests/test_oauth.py), or any other oauthenticator class in a
+configuration of your own that loads this one (`load_subconfig`).
 """
 import os
 import sys
@@ -67,6 +72,20 @@ auth = os.environ.get("WHALE_AUTH", "firstuse")
 if auth == "dummy":
     c.JupyterHub.authenticator_class = "dummy"
     c.DummyAuthenticator.password = os.environ.get("WHALE_DUMMY_PASSWORD", "whale")
+elif auth == "oauth":
+    # Any OAuth 2 provider (your school's, GitHub's, another JupyterHub): oauthenticator's
+    # GenericOAuthenticator, set up from the environment. The callback to register with
+    # the provider is <the site's URL>/hub/oauth_callback.
+    c.JupyterHub.authenticator_class = "generic-oauth"
+    c.GenericOAuthenticator.client_id = os.environ["WHALE_OAUTH_CLIENT_ID"]
+    c.GenericOAuthenticator.client_secret = os.environ["WHALE_OAUTH_CLIENT_SECRET"]
+    c.GenericOAuthenticator.authorize_url = os.environ["WHALE_OAUTH_AUTHORIZE_URL"]
+    c.GenericOAuthenticator.token_url = os.environ["WHALE_OAUTH_TOKEN_URL"]
+    c.GenericOAuthenticator.userdata_url = os.environ["WHALE_OAUTH_USERDATA_URL"]
+    c.GenericOAuthenticator.username_claim = os.environ.get("WHALE_OAUTH_USERNAME_CLAIM", "name")
+    c.GenericOAuthenticator.scope = os.environ.get("WHALE_OAUTH_SCOPE", "").split()
+    c.GenericOAuthenticator.oauth_callback_url = (
+        os.environ.get("WHALE_PUBLIC_URL", c.JupyterHub.bind_url).rstrip("/") + "/hub/oauth_callback")
 else:
     # First use: the first sign-in with a new name creates that learner with the
     # password given (a learner can change it at /hub/auth/change-password).

@@ -1,5 +1,6 @@
 """Bind mounts and volume mounts: which engine paths a container may mount, and named
 volumes mounted without the engine's copy of the image into them."""
+import os
 import re
 
 from .decision import READ_DIFFERENTLY, Refused, _q
@@ -13,12 +14,24 @@ BIND_SOURCE = re.compile(r"/tmp/[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # noqa: S108
 PROPAGATIONS = frozenset({"", "private", "rprivate", "slave", "rslave"})
 
 
+def resolve_source(source: str) -> str:
+    """Where a bind source resolves on this engine; NotADirectoryError if it is there and
+    is not a directory (the gate's `resolve`)."""
+    path = os.path.realpath(source)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(20, "not a directory", path)
+    return path
+
+
 def check_path(source: str, resolve) -> None:
     """A bind mount's source, as dockerd will resolve it (the gate runs in the engine)."""
     if "\x00" in source:
         raise Refused("a bind mount source with a NUL character", READ_DIFFERENTLY)
+    not_a_directory = False
     try:
         path = resolve(source)
+    except NotADirectoryError as exc:
+        path, not_a_directory = exc.filename, True
     except (OSError, ValueError):
         raise Refused(f"a bind mount of {_q(source)}", "the path could not be checked") from None
     if path == "/":
@@ -34,6 +47,10 @@ def check_path(source: str, resolve) -> None:
         raise Refused(f"a bind mount of {_q(source)}",
                       "on a classroom engine a bind mount is of a directory right under /tmp "
                       "(like -v /tmp/shared:/data), which no container can swap for a link")
+    if not_a_directory:
+        # Only the engine itself makes files right under /tmp (runc's process specs).
+        raise Refused(f"a bind mount of {_q(source)}",
+                      "it is not a directory; bind a directory right under /tmp")
 
 
 # dockerd fills an empty named volume with what the image holds at its mount point, in

@@ -1,12 +1,12 @@
 """decide(): the gate's decision on one request, and the canonical request (path, query,
 headers, body) it forwards to dockerd when the request is allowed."""
 import json
-import os
 import re
 
 from .decision import READ_DIFFERENTLY, Decision, Refused, _q, refusal
 from .jsonbody import parse_json
 from .limits import MAX_BODY
+from .mounts import resolve_source
 from .networks import body_connect
 from .query import encode_query, parse_query
 from .routes import JSON_BODY, JSON_OPTIONAL, NONE, STREAM, Route, canonical_path, find_route
@@ -63,7 +63,7 @@ def canonical_headers(route: Route, headers: list[tuple[str, str]], has_stream: 
 
 
 def decide(method: str, path: str, query: str | None, headers, body: bytes | None, *,
-           resolve=os.path.realpath) -> Decision:
+           resolve=resolve_source) -> Decision:
     """The gate's decision on one request. `path` and `query` are the request target's two
     halves, as sent; `headers` a mapping or (name, value) pairs; `body` the request body
     (None: none was sent; a streamed body, for the endpoints that take one, is passed as

@@ -55,7 +55,6 @@ ROUTES = [
     Route(G, "/containers/{id}/json", _p("size")),
     Route(G, "/containers/{id}/top", _p("ps_args")),
     Route(G, "/containers/{id}/logs", LOGS),
-    Route(G, "/containers/{id}/changes", {}),
     Route(G, "/containers/{id}/export", {}),
     Route(G, "/containers/{id}/stats", _p("stream", "one-shot")),
     Route(GH, "/containers/{id}/archive", _p("path")),
@@ -195,10 +194,21 @@ def canonical_path(path: str) -> tuple[str, str]:
     return prefix, path
 
 
+# docker diff on Docker Engine 20.10 walks the container's changes in the engine's own
+# mount namespace, following a link that a container swaps in for a directory during the
+# walk: the eighth red team listed the engine's TLS files that way. Refused like docker cp.
+CHANGES = re.compile(r"/containers/[^/]+/changes\Z")
+DIFF_RACE = ("on this engine a container can redirect the listing to the engine's own files. "
+             "List what changed through the container instead: "
+             "docker exec NAME find / -xdev -newer /etc/hostname")
+
+
 def find_route(method: str, path: str):
     """(route, params) for a path without its version prefix, or Refused."""
     if ARCHIVE.match(path):
         raise Refused("copying files into or out of a container (docker cp)", COPY_RACE)
+    if CHANGES.match(path):
+        raise Refused("listing a container's changes (docker diff)", DIFF_RACE)
     if path == "/session" or path.startswith("/grpc") or path.startswith("/session/"):
         raise Refused(f"a BuildKit session ({method} {path})", BUILDKIT)
     for route in ROUTES:

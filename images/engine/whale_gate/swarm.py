@@ -57,6 +57,8 @@ def body_service(body, resolve):
     if ((privileges.get("AppArmor") or {}).get("Mode") or "") not in ("", "default"):
         raise Refused("a service's AppArmor mode (--security-opt apparmor=…)")
     check_sysctls(spec.get("Sysctls"), " in a service")
+    for reference in [*(spec.get("Secrets") or []), *(spec.get("Configs") or [])]:
+        check_file_owner((reference or {}).get("File"))
     if (spec.get("Isolation") or "") not in ("", "default"):
         raise Refused(f"the isolation {_q(spec['Isolation'])} (--isolation)", "there is one isolation here")
     if (spec.get("OomScoreAdj") or 0) < 0:
@@ -87,6 +89,19 @@ def has_template(value) -> bool:
     if isinstance(value, list):
         return any(has_template(v) for v in value)
     return False
+
+
+def check_file_owner(target: dict | None) -> None:
+    """A secret or config file's owner: a user id of the container (0 to 65535). dockerd
+    adds the engine's remapped root to it: the eighth red team's -100000 made a file
+    owned by the engine's real root."""
+    for field in ("UID", "GID"):
+        value = (target or {}).get(field)
+        if value in (None, ""):
+            continue
+        if not (value.isascii() and value.isdigit() and int(value) <= 65535):
+            raise Refused(f"the {field} {_q(value)} of a secret or config file (--secret uid=…)",
+                          "it is a user id inside the container, from 0 to 65535")
 
 
 def body_secret(body, resolve):
