@@ -251,6 +251,11 @@ CASES: list[tuple[str, str, str]] = [
      "{\"ContainerSpec\":{\"Image\":\"busybox\",\"Secrets\":[{\"SecretName\":\"s\","
      "\"File\":{\"Name\":\"s\",\"UID\":\"-100000\",\"GID\":\"0\",\"Mode\":292}}]}}}'",
      "of a secret or config file"),
+    # The ninth red team: a tmpfs that is a bind mount of an engine path; a service on
+    # the gate's own port, which the swarm's ingress would route before the gate.
+    ("cli-tmpfs-rbind", "docker run --rm --tmpfs /host:rbind,rw busybox true", "the tmpfs option"),
+    ("cli-service-on-the-gates-port",
+     "docker service create --name gateport -p 2376:80 busybox true", "the engine's own port 2376"),
     ("cli-cgroup-parent", "docker run --rm --cgroup-parent=/ busybox true", "cgroup parent"),
     ("cli-runtime", "docker run --rm --runtime=io.containerd.runc.v2 busybox true",
      "the container runtime"),

@@ -1352,3 +1352,29 @@ def test_the_gate_resolves_a_bind_source_on_its_own_filesystem(tmp_path):
     for name in ("f", "l"):
         with pytest.raises(NotADirectoryError):
             mounts.resolve_source(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("options", ["bind", "rbind", "rbind,rw", "bind,exec", "size=64m,bind",
+                                     "x-mount.mkdir", "mpol=bind"])
+def test_a_tmpfs_that_is_a_bind_mount_is_refused(options):
+    """dockerd takes mount flags in --tmpfs options, and runc then bind-mounts "tmpfs", a
+    path of the engine (the ninth red team; it failed only because the path was missing)."""
+    refused(create({"Tmpfs": {"/host": options}}), "the tmpfs option", "(--tmpfs /host:…)")
+
+
+@pytest.mark.parametrize("options", ["", "size=64m", "rw,noexec,nosuid,size=65536k", "mode=1777",
+                                     "uid=1000,gid=1000", "ro"])
+def test_an_ordinary_tmpfs_is_allowed(options):
+    allowed(create({"Tmpfs": {"/scratch": options}}))
+
+
+@pytest.mark.parametrize("port", [2376, 2377, 7946, 4789])
+def test_a_service_cannot_publish_the_engines_own_ports(port):
+    """On a host with IPVS the swarm's ingress would route the gate's port to a task,
+    before the gate (the ninth red team, from libnetwork's rules)."""
+    service = {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "busybox"}},
+               "EndpointSpec": {"Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": port}]}}
+    refused(decide("POST", "/v1.41/services/create", service), f"publishing the engine's own port {port}")
+    refused(decide("POST", "/v1.41/services/abc/update?version=2", service), "the engine's own port")
+    service["EndpointSpec"]["Ports"][0]["PublishedPort"] = 8080
+    allowed(decide("POST", "/v1.41/services/create", service))

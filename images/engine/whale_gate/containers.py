@@ -73,6 +73,21 @@ def check_resources(r: dict) -> None:
                       "it can starve the machine your engine runs on")
 
 
+# What a --tmpfs mount may say. dockerd also takes mount flags such as bind and rbind
+# there, and runc then bind-mounts "tmpfs", a path of the engine (the ninth red team).
+TMPFS_FLAGS = frozenset({"ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev",
+                         "atime", "noatime", "relatime", "norelatime", "strictatime",
+                         "nostrictatime", "diratime", "nodiratime", "sync", "async"})
+TMPFS_VALUES = re.compile(r"(?:size|mode|uid|gid|nr_inodes|nr_blocks)=[0-9A-Za-z%]{1,20}\Z")
+
+
+def check_tmpfs_options(target: str, options: str | None) -> None:
+    for option in (options or "").split(","):
+        if option and option not in TMPFS_FLAGS and not TMPFS_VALUES.match(option):
+            raise Refused(f"the tmpfs option {_q(option)} (--tmpfs {target}:…)",
+                          "a tmpfs takes size, mode, uid, gid and mount flags such as noexec")
+
+
 def check_host_config(hc: dict | None, resolve) -> None:
     if not hc:
         return
@@ -129,6 +144,8 @@ def check_host_config(hc: dict | None, resolve) -> None:
     if hc.get("Annotations"):
         raise Refused("runtime annotations (--annotation)", "they are read by the engine's runtime")
     check_sysctls(hc.get("Sysctls"))
+    for target, options in (hc.get("Tmpfs") or {}).items():
+        check_tmpfs_options(target, options)
     log = hc.get("LogConfig") or {}
     check_log_driver(log.get("Type"), log.get("Config"))
     if (hc.get("VolumeDriver") or "") not in ("", "local"):

@@ -57,6 +57,10 @@ def body_service(body, resolve):
     if ((privileges.get("AppArmor") or {}).get("Mode") or "") not in ("", "default"):
         raise Refused("a service's AppArmor mode (--security-opt apparmor=…)")
     check_sysctls(spec.get("Sysctls"), " in a service")
+    for port in ((body.get("EndpointSpec") or {}).get("Ports") or []):
+        if (port or {}).get("PublishedPort") in ENGINE_PORTS:
+            raise Refused(f"publishing the engine's own port {port['PublishedPort']} (--publish)",
+                          "the engine answers there; the swarm's ingress would take it over")
     for reference in [*(spec.get("Secrets") or []), *(spec.get("Configs") or [])]:
         check_file_owner((reference or {}).get("File"))
     if (spec.get("Isolation") or "") not in ("", "default"):
@@ -89,6 +93,11 @@ def has_template(value) -> bool:
     if isinstance(value, list):
         return any(has_template(v) for v in value)
     return False
+
+
+# The gate's TLS port and the swarm's own ports: a service published there would be
+# routed before the gate (the ninth red team, from libnetwork's ingress rules).
+ENGINE_PORTS = frozenset({2376, 2377, 7946, 4789})
 
 
 def check_file_owner(target: dict | None) -> None:
