@@ -135,6 +135,32 @@ def context_tar(pki: Pki, *, gz: bool = False, **kw) -> bytes:
     return tar_bytes(context_files(pki, **kw), gz=gz, dirs=("tls", "tls/docker"))
 
 
+def unpadded(tar: bytes) -> bytes:
+    """A tar as the Docker CLI's `docker context export` writes it: no padding after the
+    last member's data and no end-of-archive blocks (GNU tar: "Unexpected EOF")."""
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        end = max(m.offset_data + m.size for m in archive.getmembers())
+    return tar[:end]
+
+
+def cli_context_export(bundle_dir, docker_host: str, workdir) -> bytes:
+    """What this machine's own Docker CLI writes for `docker context export` of a context
+    made from a bundle directory (no daemon needed)."""
+    import os
+    import subprocess
+    config = os.fspath(workdir) + "/docker-config"
+    env = dict(os.environ, DOCKER_CONFIG=config)
+    files = {name: os.path.join(os.fspath(bundle_dir), f"{name}.pem") for name in ("ca", "cert", "key")}
+    subprocess.run(["docker", "context", "create", "byoc", "--docker",
+                    f"host={docker_host},ca={files['ca']},cert={files['cert']},key={files['key']}"],
+                   env=env, check=True, capture_output=True)
+    out = os.fspath(workdir) + "/byoc.dockercontext"
+    subprocess.run(["docker", "context", "export", "byoc", out], env=env, check=True,
+                   capture_output=True)
+    with open(out, "rb") as f:
+        return f.read()
+
+
 # ------------------------------------------------------------------ the bad corpus
 #
 # Each case: (id, how to build the upload from the PKI, expected code, words the

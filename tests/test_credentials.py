@@ -7,6 +7,7 @@ few ping tests below talk to a small TLS server in this process instead, and say
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import http.server
 import io
@@ -17,6 +18,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import tarfile
 import threading
 import zipfile
 
@@ -26,10 +28,12 @@ from bundle_corpus import (
     HOST,
     Pki,
     carina_files,
+    cli_context_export,
     context_files,
     context_tar,
     env_text,
     tar_bytes,
+    unpadded,
     utcnow,
     zip_bytes,
 )
@@ -149,6 +153,51 @@ def test_install_docker_context_export(store, pki, kind):
         f"DOCKER_HOST={HOST}\nDOCKER_TLS_VERIFY=1\n".encode())
     bundle = store.install_archive(upload)
     _check_installed(store, bundle, pki)
+
+
+def test_the_docker_clis_own_context_export_is_accepted(store, pki, tmp_path):
+    """What `docker context export` of this machine's Docker CLI writes (no padding after
+    the last member, no end-of-archive blocks: GNU tar calls it cut short) is a whole
+    bundle, and installs."""
+    from whale_hub.pki import write_client_bundle
+    src = write_client_bundle(tmp_path / "carina", pki.ca, pki.client, HOST)
+    upload = cli_context_export(src, HOST, tmp_path)
+    if len(upload) % 512 == 0:  # a CLI that pads: the unpadded form is tested below anyway
+        upload = unpadded(upload)
+    assert len(upload) % 512 != 0
+    bundle = store.install_archive(upload)
+    _check_installed(store, bundle, pki)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["tar", "tar.gz"])
+def test_an_unpadded_context_export_is_accepted(store, pki, gz):
+    upload = unpadded(context_tar(pki))
+    if gz:
+        upload = gzip.compress(upload)
+    bundle = store.install_archive(upload)
+    _check_installed(store, bundle, pki)
+
+
+def test_an_unpadded_archive_whose_last_member_is_cut_short_is_refused(installed, pki):
+    store, before = installed
+    whole = unpadded(context_tar(pki))
+    with pytest.raises(BundleError) as refused:
+        store.install_archive(whole[:-10])
+    assert refused.value.code == "bad-archive"
+    assert str(refused.value).startswith("The archive entry 'tls/docker/key.pem' is cut short: "
+                                         "the upload holds ")
+    assert f"of its {len(pki.client.key_pem)} bytes" in str(refused.value)
+    assert store.current() == before
+
+
+def test_an_archive_cut_inside_a_header_is_refused(installed, pki):
+    store, before = installed
+    whole = context_tar(pki)
+    with tarfile.open(fileobj=io.BytesIO(whole)) as archive:
+        last = archive.getmembers()[-1]
+    with pytest.raises(BundleError, match="damaged or cut short"):
+        store.install_archive(whole[:last.offset + 100])  # its name, but not its size
+    assert store.current() == before
 
 
 def test_install_tar_gz_made_with_dot_prefix(store, pki):

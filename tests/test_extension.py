@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bundle_corpus import CORPUS, Pki, carina_files, context_tar, zip_bytes
+from bundle_corpus import CORPUS, Pki, carina_files, context_tar, unpadded, zip_bytes
 from engine_fixtures import engine_env, engine_id, start_engine, start_kernel, stop_kernel
 from extension_fixtures import (
     bundle_files,
@@ -291,9 +291,10 @@ async def test_upload_switches_a_running_kernel_to_another_engine(
     assert after.text.strip() == engine_id(second_engine)
 
 
-async def test_upload_of_a_docker_context_export(jp_fetch, store, second_engine):
+@pytest.mark.parametrize("cli_form", [False, True], ids=["padded", "as the docker CLI writes it"])
+async def test_upload_of_a_docker_context_export(jp_fetch, store, second_engine, cli_form):
     """The `docker context export` form, sent as a multipart form file as a browser
-    would."""
+    would; also without the tar padding, as the Docker CLI writes it."""
     files = bundle_files(second_engine.bundle_dir)
     import io
     import tarfile
@@ -311,7 +312,8 @@ async def test_upload_of_a_docker_context_export(jp_fetch, store, second_engine)
     boundary = "whaleboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"bundle\"; "
             f"filename=\"mine.dockercontext\"\r\nContent-Type: application/x-tar\r\n\r\n"
-            ).encode() + buffer.getvalue() + f"\r\n--{boundary}--\r\n".encode()
+            ).encode() + (unpadded(buffer.getvalue()) if cli_form else buffer.getvalue()) + \
+        f"\r\n--{boundary}--\r\n".encode()
     answer = await get_json(jp_fetch, "credentials", method="POST", body=body, headers={
         "Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert answer["status"] == "installed"

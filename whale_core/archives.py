@@ -118,10 +118,16 @@ def _add(entries: dict[str, bytes], name: str, content: bytes) -> None:
 
 
 def _tar_entries(data: bytes, gzipped: bool = False) -> dict[str, bytes]:
+    # `docker context export` (the Docker CLI, 28.x) writes no padding after its last
+    # member and no end-of-archive blocks: every member is whole, but tar readers stop
+    # at the missing padding ("unexpected end of data"). The padding the format asks for
+    # is added here, and a member whose data the upload does not hold in full is refused.
+    length = len(data)
+    padded = data + bytes(-length % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)
     try:
         # Closed by `with archive:` below; opened apart so that a file that is no tar at all
         # gets its own message.
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:")  # noqa: SIM115
+        archive = tarfile.open(fileobj=io.BytesIO(padded), mode="r:")  # noqa: SIM115
     except (tarfile.TarError, EOFError, OSError, ValueError):
         raise _not_archive(" (a gzip file, but not of a tar archive)" if gzipped else "") \
             from None
@@ -133,6 +139,8 @@ def _tar_entries(data: bytes, gzipped: bool = False) -> dict[str, bytes]:
                 count += 1
                 if count > MAX_MEMBERS:
                     raise _too_many()
+                if member.offset_data + member.size > length:
+                    raise _cut_short(member.name, length - member.offset_data, member.size)
                 name = _entry_name(member.name)
                 if member.issym() or member.islnk():
                     raise _link_error(member.name)
@@ -148,11 +156,20 @@ def _tar_entries(data: bytes, gzipped: bool = False) -> dict[str, bytes]:
                     raise _too_big_inside()
                 handle = archive.extractfile(member)
                 _add(entries, name, handle.read() if handle else b"")
+            # Where the members end: anything after it but zeros is a header cut short.
+            if padded[archive.offset:length].strip(b"\0"):
+                raise _not_archive(" (the tar data is damaged or cut short)")
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         if isinstance(exc, BundleError):
             raise
         raise _not_archive(" (the tar data is damaged or cut short)") from None
     return entries
+
+
+def _cut_short(name: str, held: int, size: int) -> BundleError:
+    return BundleError("bad-archive", f"The archive entry {shown_name(name)} is cut short: "
+                       f"the upload holds {max(held, 0)} of its {size} bytes. Make the archive "
+                       "again (for a docker context: `docker context export NAME`).")
 
 
 def _zip_entries(data: bytes) -> dict[str, bytes]:
