@@ -45,6 +45,7 @@ def test_the_kernelspec_extension_and_indicator_ship_in_both_kinds_of_wheel(tmp_
     names = wheel_names(tmp_path, editable)
     data = [n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n]
     assert "share/jupyter/kernels/docker/kernel.json" in data, names
+    assert "share/jupyter/kernels/bash/kernel.json" in data, names
     assert "etc/jupyter/jupyter_server_config.d/whale_extension.json" in data, names
     indicator = "share/jupyter/labextensions/@howtowhale/whale-indicator/"
     assert f"{indicator}install.json" in data, names
@@ -366,5 +367,39 @@ def test_compose_trusts_the_bundle_even_with_a_system_ca_bundle_set(store, tmp_p
                          "> docker-compose.yml && docker-compose ps")
         assert run.status == "ok", run.text
         assert "Name" in run.text or "NAME" in run.text
+    finally:
+        stop_kernel(driver)
+
+
+@pytest.mark.parametrize(("code", "status"), [
+    ("docker ps", "complete"),
+    ("for i in 1 2; do", "incomplete"),
+    ("for i in 1 2; do\n  echo $i\ndone", "complete"),
+    ('echo "still open', "incomplete"),
+    ("docker run --rm \\", "incomplete"),
+    ("cat <<EOF\nhello", "incomplete"),
+    ("if true; then echo; fi fi", "invalid"),
+    ("fi", "invalid"),
+])
+def test_a_console_is_told_whether_the_cell_is_complete(kernel, code, status):
+    """is_complete answers from bash's own parser, so `jupyter console` waits for the
+    rest of `for i in 1 2; do` instead of running half of it."""
+    reply = kernel._reply(kernel.kc.is_complete(code))["content"]
+    assert reply["status"] == status, reply
+    if status == "incomplete":
+        assert "indent" in reply
+
+
+def test_a_notebook_written_for_bash_kernel_runs_on_the_docker_kernel(store):
+    """The 2016 original's notebooks (and any written for bash_kernel) name the kernel
+    "bash": that name starts this kernel, wired to the learner's engine."""
+    spec = KernelSpecManager().get_kernel_spec("bash")
+    assert spec.argv[1:3] == ["-m", "whale_kernel"]
+    assert spec.display_name == "Bash (Docker)"
+    driver = start_kernel(store, name="bash")
+    try:
+        run = driver.run("echo $DOCKER_TLS_VERIFY; docker info -f '{{.OSType}}'")
+        assert run.status == "ok", run.text
+        assert run.text.split() == ["1", "linux"]
     finally:
         stop_kernel(driver)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import subprocess
 import time
 from typing import ClassVar
 
@@ -241,6 +242,22 @@ class DockerKernel(KernelServer):
         if not self.silent:
             self.send_response(self.iopub_socket, "error", content)
         return dict(content, status="error", execution_count=self.execution_count)
+
+    # -- is the cell complete? ----------------------------------------------------
+    def do_is_complete(self, code):
+        """What a console asks at each Enter: bash's own parser (`bash -n`) says whether
+        the code is complete, unfinished (`for i in 1 2; do`, an open quote, a trailing
+        backslash, a here-document without its end) or a syntax error."""
+        if code.rstrip("\n").endswith("\\"):
+            return {"status": "incomplete", "indent": ""}
+        try:
+            check = subprocess.run(["bash", "-n"], input=code, capture_output=True, text=True,
+                                   timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return {"status": "unknown"}
+        if any(s in check.stderr for s in ("unexpected end of file", "unexpected EOF", "here-document")):
+            return {"status": "incomplete", "indent": "  "}
+        return {"status": "complete" if check.returncode == 0 else "invalid"}
 
     # -- completion ---------------------------------------------------------------
     def do_complete(self, code, cursor_pos):
