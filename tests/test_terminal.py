@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from whale_core.explain import explain_engine_error, explain_output
+from whale_core.explain import explain_engine_error, explain_output, limit_hint
 from whale_kernel.terminal import TerminalScreen
 
 # `docker pull` on a TTY: one line per layer, then in-place updates.
@@ -105,3 +105,23 @@ def test_other_output_is_left_alone():
     text = "Error response from daemon: No such container: web\nsomething else\n"
     assert explain_engine_error("Error response from daemon: No such container: web") is None
     assert explain_output(text) == text
+
+
+@pytest.mark.parametrize("output", [
+    'Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: lookup '
+    "registry-1.docker.io on 127.0.0.11:53: no such host",
+    "Unable to find image 'rackerlabs/whoa:latest' locally\ndocker: Error response from daemon: "
+    'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io on '
+    "127.0.0.11:53: no such host.",
+    'Error response from daemon: Get "https://ghcr.io/v2/": dial tcp 140.82.0.1:443: i/o timeout',
+])
+def test_a_pull_from_an_unreachable_registry_says_why_in_one_line(output):
+    """An image the class's mirror does not hold: one line says the engine pulls through
+    the mirror and what to do, instead of a DNS error (issue 12)."""
+    assert limit_hint(output).startswith("whale: your engine cannot reach that registry: it pulls "
+                                         "through the class's mirror")
+
+
+def test_an_ordinary_error_gets_no_registry_hint():
+    assert limit_hint("Error response from daemon: No such container: web") is None
+    assert limit_hint("curl: (6) Could not resolve host: example.org") is None

@@ -157,6 +157,13 @@ _LIMITS: list[tuple[re.Pattern[str], str]] = [
                 re.IGNORECASE | re.MULTILINE),
      "whale: a process was killed: most likely it went past your engine's memory limit "
      "(`docker inspect -f '{{.State.OOMKilled}}' NAME` says for a container)."),
+    # Not a limit, but as low-level: a classroom engine reaches no registry but the
+    # class's mirror, so a pull of anything else ends in a DNS or dial error.
+    (re.compile(r"(?:registry-1\.docker\.io|index\.docker\.io|[\w.-]+\.(?:io|com|org)(?::\d+)?/v2/)"
+                r"[^\n]*(?:no such host|i/o timeout|connection refused|network is unreachable)"),
+     "whale: your engine cannot reach that registry: it pulls through the class's mirror, "
+     "which holds the images the lessons use (hello-world, busybox, …). For anything else, "
+     "build it from a Dockerfile (FROM busybox)."),
 ]
 
 
