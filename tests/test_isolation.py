@@ -406,3 +406,4 @@ def test_learners_cannot_reach_link_local_metadata(metadata_host, ada, hub, host
     if not _routed_to(metadata_host["device"]):
         pytest.skip("the route went away: no more traffic sent")
     assert probe_on(host_docker, "bridge", {"metadata": (METADATA_IP, 80)}) == {"metadata": True}
+

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import signal
@@ -52,8 +53,14 @@ def bridge_gateway(host: docker.DockerClient | None = None) -> str:
     """The IP address of the operator engine's default bridge on this machine."""
     client = host or docker.from_env()
     try:
-        config = client.networks.get("bridge").attrs["IPAM"]["Config"]
-        return config[0].get("Gateway") or "172.17.0.1"
+        config = (client.networks.get("bridge").attrs["IPAM"]["Config"] or [{}])[0]
+        if config.get("Gateway"):
+            return config["Gateway"]
+        # dockerd names no gateway when it chose the subnet itself (172.17.0.0/16 was
+        # taken, say inside a container): docker0 is then the subnet's first address.
+        if config.get("Subnet"):
+            return str(ipaddress.ip_network(config["Subnet"], strict=False).network_address + 1)
+        return "172.17.0.1"
     finally:
         if host is None:
             client.close()
