@@ -34,12 +34,17 @@ _BEFORE: set[int] = set()
 
 
 def running() -> dict[int, str]:
-    """pid -> command line of every live (not zombie) process of this machine."""
+    """pid -> command line of every live (not zombie) process in this process's PID
+    namespace. Programs inside containers (a learner's server, a fresh Debian machine
+    in test_fresh_debian) go with their container, which the tests remove."""
     found = {}
+    ours = os.readlink("/proc/self/ns/pid")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            if os.readlink(f"/proc/{entry}/ns/pid") != ours:
+                continue
             with open(f"/proc/{entry}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     continue
@@ -66,6 +71,21 @@ def leftovers() -> dict[int, str]:
         time.sleep(0.5)
 
 
+def left_containers() -> dict[str, str]:
+    """Containers this session made (labelled with its pid, or a test hub's learners)
+    that are still there at its end."""
+    if not os.path.exists("/var/run/docker.sock"):
+        return {}
+    me = str(os.getpid())
+    try:
+        with docker.from_env(timeout=10) as client:
+            return {f"container {c.name}": c.status for c in client.containers.list(all=True)
+                    if c.labels.get(TEST_LABEL) == me
+                    or re.match(rf"(?:jupyter|whale-engine)-t{me}[0-9a-f]{{4}}-", c.name)}
+    except docker.errors.DockerException:
+        return {}
+
+
 def pytest_sessionfinish(session, exitstatus):
     """The run fails if a test left one of our programs running, and, with
     WHALE_NO_SKIPS=1 (.ci/run), if a test was skipped: a part the suite needs is
@@ -74,9 +94,10 @@ def pytest_sessionfinish(session, exitstatus):
     if exitstatus not in (0, 1) or reporter is None:
         return
     left = leftovers()
+    left.update(left_containers())
     if left:
         reporter.write_line("whale: the tests left these running:\n" + "\n".join(
-            f"  {pid} {cmd[:200]}" for pid, cmd in sorted(left.items())), red=True)
+            f"  {pid} {cmd[:200]}" for pid, cmd in sorted(left.items(), key=str)), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     skipped = reporter.stats.get("skipped", [])
     if os.environ.get("WHALE_NO_SKIPS") == "1" and skipped:
