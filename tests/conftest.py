@@ -78,12 +78,17 @@ def left_containers() -> dict[str, str]:
         return {}
     me = str(os.getpid())
     try:
-        with docker.from_env(timeout=10) as client:
-            return {f"container {c.name}": c.status for c in client.containers.list(all=True)
-                    if c.labels.get(TEST_LABEL) == me
-                    or re.match(rf"(?:jupyter|whale-engine)-t{me}[0-9a-f]{{4}}-", c.name)}
+        client = docker.from_env(timeout=10)
     except docker.errors.DockerException:
         return {}
+    try:
+        return {f"container {c.name}": c.status for c in client.containers.list(all=True)
+                if c.labels.get(TEST_LABEL) == me
+                or re.match(rf"(?:jupyter|whale-engine)-t{me}[0-9a-f]{{4}}-", c.name)}
+    except (docker.errors.DockerException, OSError):
+        return {}
+    finally:
+        client.close()
 
 
 def pytest_sessionfinish(session, exitstatus):
