@@ -10,9 +10,10 @@ need=()
 # chromium + chromium-driver: the browser test of the status indicator.
 # docker-registry: the lesson registry mirror; docker-compose: the Compose lesson.
 # iptables + iproute2: the host firewall for learners' networks and its tests; e2fsprogs:
-# the engines' disks (mkfs.ext4).
+# the engines' disks (mkfs.ext4). openssh-client: learners' own engines reached over SSH.
 for pkg in python3 python3-venv docker.io debootstrap busybox-static gcc libc6-dev chromium \
-           chromium-driver iptables iproute2 e2fsprogs docker-registry docker-compose; do
+           chromium-driver iptables iproute2 e2fsprogs docker-registry docker-compose \
+           openssh-client; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v npm >/dev/null || need+=(nodejs npm)  # builds the status indicator

@@ -55,6 +55,31 @@ def env_text(host: str = HOST, verify: str | None = "1", cert_path: str = "/some
     return "\n".join(lines) + "\n" + extra
 
 
+def ssh_key_pair(passphrase: bytes | None = None) -> tuple[bytes, bytes]:
+    """An ed25519 key as ssh-keygen writes it (private, public); with a passphrase, as a
+    PKCS#8 PEM key encrypted with it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = Ed25519PrivateKey.generate()
+    if passphrase:
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.BestAvailableEncryption(passphrase))
+    else:
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    return private, public + b" learner@laptop\n"
+
+
+def ssh_files(*, host: str = "ssh://me@box", key: bytes | None = None,
+              known_hosts: bytes | None = None, known_hosts_for: str = "box") -> dict[str, bytes]:
+    """An SSH bundle: docker.env, ssh_key, known_hosts."""
+    if known_hosts is None:
+        known_hosts = known_hosts_for.encode() + b" " + ssh_key_pair()[1].rsplit(b" ", 1)[0] + b"\n"
+    return {"docker.env": f"DOCKER_HOST={host}\n".encode(),
+            "ssh_key": ssh_key_pair()[0] if key is None else key, "known_hosts": known_hosts}
+
+
 def carina_files(ca: Issued, client: Issued, *, key: bytes | None = None,
                  env: str | None = None) -> dict[str, bytes]:
     """The four Carina files for a client certificate issued by ``ca``."""
@@ -286,8 +311,30 @@ CORPUS = [
     ("unix-socket-host", lambda p: _with(
         p, **{"docker.env": env_text("unix:///var/run/docker.sock")}),
      "insecure-host", ["Unix socket", "TLS"]),
-    ("ssh-host", lambda p: _with(p, **{"docker.env": env_text("ssh://me@host")}),
-     "insecure-host", ["SSH", "TLS"]),
+    # SSH endpoints (ssh://user@host): docker.env, ssh_key and known_hosts
+    ("ssh-host-with-tls-files", lambda p: _with(p, **{"docker.env": env_text("ssh://me@box")}),
+     "missing-file", ["ssh_key", "known_hosts"]),
+    ("ssh-host-without-user", lambda p: ssh_files(host="ssh://box"),
+     "bad-env", ["ssh://USER@HOST"]),
+    ("ssh-option-as-user", lambda p: ssh_files(host="ssh://-oProxyCommand=reboot@box"),
+     "bad-env", ["without a user"]),
+    ("ssh-option-as-host", lambda p: ssh_files(host="ssh://me@-oProxyCommand=reboot"),
+     "bad-env", ["not like ssh://"]),
+    ("ssh-no-known-hosts", lambda p: {k: v for k, v in ssh_files().items()
+                                      if k != "known_hosts"},
+     "missing-file", ["known_hosts", "host key"]),
+    ("ssh-public-key", lambda p: ssh_files(key=ssh_key_pair()[1]),
+     "bad-ssh-key", ["public key", ".pub"]),
+    ("ssh-encrypted-key", lambda p: ssh_files(key=ssh_key_pair(passphrase=b"pw")[0]),
+     "bad-ssh-key", ["passphrase", "ssh-keygen"]),
+    ("ssh-not-a-key", lambda p: ssh_files(key=b"hello\n"),
+     "bad-ssh-key", ["not a private key"]),
+    ("ssh-known-hosts-other-host", lambda p: ssh_files(known_hosts_for="[box]:2222"),
+     "unknown-host", ["no key for box", "ssh-keyscan"]),
+    ("ssh-known-hosts-empty", lambda p: ssh_files(known_hosts=b"# nothing\n"),
+     "bad-known-hosts", ["empty"]),
+    ("ssh-known-hosts-garbage", lambda p: ssh_files(known_hosts=b"box\n"),
+     "bad-known-hosts", ["HOST KEYTYPE KEY"]),
     ("no-host", lambda p: _with(p, **{"docker.env": "DOCKER_TLS_VERIFY=1\n"}),
      "bad-env", ["DOCKER_HOST"]),
     ("shell-injection-host", lambda p: _with(

@@ -13,9 +13,10 @@ import tarfile
 import zipfile
 import zlib
 
-from .bundle import BUNDLE_FILES
+from .bundle import BUNDLE_FILES, SSH_BUNDLE_FILES, bundle_file_names
 from .envfile import TRUTHY, normalize_host
-from .errors import BundleError, shown_name
+from .errors import BundleError, missing_file, shown_name
+from .ssh import SSH_FILES
 
 #: Largest upload accepted, compressed.
 MAX_ARCHIVE_BYTES = 1 << 20
@@ -226,7 +227,7 @@ def _bundle_from_entries(entries: dict[str, bytes]) -> dict[str, bytes]:
     if not files:
         raise BundleError("bad-archive", "The archive is empty. Choose the bundle zip or "
                           "the file made by `docker context export`.")
-    markers = ("meta.json", *BUNDLE_FILES)
+    markers = ("meta.json", *BUNDLE_FILES, *SSH_FILES)
     if not any(name in files for name in markers):
         tops = {name.split("/", 1)[0] for name in files}
         if len(tops) == 1 and all("/" in name for name in files):
@@ -234,14 +235,33 @@ def _bundle_from_entries(entries: dict[str, bytes]) -> dict[str, bytes]:
             files = {name[len(prefix):]: content for name, content in files.items()}
     if "meta.json" in files:
         return _bundle_from_context(files)
-    missing = [name for name in BUNDLE_FILES if name not in files]
+    names = bundle_file_names(files)
+    if names is SSH_BUNDLE_FILES:
+        for name in names:
+            if name not in files:
+                raise missing_file(name, "The archive", ssh=True)
+    missing = [name for name in names if name not in files]
     if missing:
         found = ", ".join(sorted(files)[:8])
         raise BundleError("missing-file", f"The archive has no {missing[0]}. A credentials "
                           "bundle needs ca.pem, cert.pem, key.pem and docker.env (or is a "
                           f"`docker context export` file); this one holds: {found}.",
                           file=missing[0])
-    return {name: files[name] for name in BUNDLE_FILES}
+    return {name: files[name] for name in names}
+
+
+def pack_bundle(files: dict[str, bytes]) -> bytes:
+    """A bundle's files as one tar archive (what :func:`read_archive` reads back): how
+    the spawn form keeps a context export and the SSH key chosen beside it as one
+    upload."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in bundle_file_names(files):
+            if name in files:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(files[name]), 0o600
+                tar.addfile(info, io.BytesIO(files[name]))
+    return out.getvalue()
 
 
 def _bundle_from_context(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -256,6 +276,12 @@ def _bundle_from_context(files: dict[str, bytes]) -> dict[str, bytes]:
                           "no docker endpoint. Export the context again with "
                           "`docker context export NAME`.") from None
     docker_host = normalize_host(host if isinstance(host, str) else None, source)
+    if docker_host.startswith("ssh://"):
+        # The CLI exports no key for an SSH context (it uses ~/.ssh): the learner
+        # gives ssh_key and known_hosts beside it, or adds them to the archive.
+        out = {name: files[name] for name in SSH_FILES if name in files}
+        out["docker.env"] = f"DOCKER_HOST={docker_host}\n".encode()
+        return out
     if skip is True or (isinstance(skip, str) and skip.lower() in TRUTHY):
         raise BundleError("tls-verify-off", "The docker context has 'skip TLS verify' "
                           "turned on, so Docker would not check that it is talking to your "

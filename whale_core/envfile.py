@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .errors import BundleError
+from .ssh import normalize_ssh_host
 
 DEFAULT_TLS_PORT = 2376
 TRUTHY = {"1", "true", "yes", "on"}
@@ -91,14 +92,16 @@ def format_env(values: Mapping[str, str]) -> str:
 
 
 def normalize_host(raw: str | None, source: str) -> str:
-    """Check a DOCKER_HOST and return it as ``tcp://host:port``."""
+    """Check a DOCKER_HOST and return it as ``tcp://host:port`` (or, for an SSH
+    endpoint, ``ssh://user@host:port``)."""
     raw = (raw or "").strip()
     if not raw:
         raise BundleError("bad-env", f"{source} does not say which engine to use "
                           "(DOCKER_HOST is missing or empty). Download the bundle again.",
                           file="docker.env")
-    tls_needed = ("The Docker kernel only connects to engines over TLS, with the "
-                  "bundle's certificates: use the engine's tcp://host:2376 address.")
+    tls_needed = ("The Docker kernel connects to engines over TLS, with the bundle's "
+                  "certificates (the engine's tcp://host:2376 address), or over SSH "
+                  "(ssh://user@host, with a key and known_hosts).")
     if raw.startswith(("/", "\\\\.\\pipe", "//./pipe")):
         raise BundleError("insecure-host", f"{source} points at a local socket "
                           f"({_shown_host(raw)}), not at a remote engine. {tls_needed}",
@@ -106,13 +109,14 @@ def normalize_host(raw: str | None, source: str) -> str:
     if "://" not in raw:
         raw = "tcp://" + raw
     scheme = raw.split("://", 1)[0].lower()
+    if scheme == "ssh":
+        return normalize_ssh_host(raw, source)
     if scheme not in ("tcp", "https"):
         what = {
             "unix": "a local Unix socket, which does not use the bundle's certificates",
             "npipe": "a local Windows pipe, which does not use the bundle's certificates",
             "fd": "an inherited file descriptor, not a remote engine",
             "http": "plain HTTP, which anyone on the network could read and change",
-            "ssh": "an SSH address, and the bundle's certificates only work over TLS",
         }.get(scheme, "an address that does not use TLS")
         raise BundleError("insecure-host", f"{source} sets DOCKER_HOST to "
                           f"{_shown_host(raw)}, {what}. {tls_needed}", file="docker.env")
@@ -149,6 +153,10 @@ def _valid_host(host: str) -> bool:
 def docker_settings(env: Mapping[str, str], source: str = "docker.env") -> tuple[str, str | None]:
     """(DOCKER_HOST, DOCKER_VERSION) from a parsed docker.env, or a BundleError."""
     host = normalize_host(env.get("DOCKER_HOST"), source)
+    version = (env.get("DOCKER_VERSION") or "").strip()
+    version = version if _DOCKER_VERSION.fullmatch(version) else None
+    if host.startswith("ssh://"):
+        return host, version  # SSH checks the engine's machine by its host key
     verify = env.get("DOCKER_TLS_VERIFY")
     if verify is None:
         raise BundleError("tls-verify-off", f"{source} does not set DOCKER_TLS_VERIFY=1, "
@@ -161,5 +169,4 @@ def docker_settings(env: Mapping[str, str], source: str = "docker.env") -> tuple
                           f"{shown!r}, which turns off checking the engine's certificate "
                           "(anyone on the network could impersonate it). Set "
                           "DOCKER_TLS_VERIFY=1.", file="docker.env")
-    version = (env.get("DOCKER_VERSION") or "").strip()
-    return host, version if _DOCKER_VERSION.fullmatch(version) else None
+    return host, version

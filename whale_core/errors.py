@@ -32,7 +32,12 @@ class BundleError(ValueError):
         return f"BundleError({self.code!r}, {self.message!r})"
 
 
-def missing_file(name: str, where: str = "The bundle") -> BundleError:
+def missing_file(name: str, where: str = "The bundle", *, ssh: bool = False) -> BundleError:
+    if ssh:
+        return BundleError("missing-file", f"{where} has no {name}. An SSH endpoint needs "
+                           "docker.env (or a docker context), ssh_key (the private key "
+                           "the engine machine accepts) and known_hosts (its host key).",
+                           file=name)
     return BundleError("missing-file", f"{where} has no {name}. A credentials bundle "
                        "needs all of ca.pem, cert.pem, key.pem and docker.env: download "
                        "it again.", file=name)

@@ -11,7 +11,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .archives import read_archive
-from .bundle import BUNDLE_FILES, CredentialBundle, as_bytes, fsync_dir, read_bundle_dir, write_bundle_dir
+from .bundle import (
+    CredentialBundle,
+    as_bytes,
+    bundle_file_names,
+    fsync_dir,
+    read_bundle_dir,
+    write_bundle_dir,
+)
 from .envfile import format_env
 from .errors import BundleError
 
@@ -76,7 +83,7 @@ class CredentialStore:
         returning False). On any failure the new generation is removed
         and the installed one is left exactly as it was.
         """
-        files = {name: as_bytes(name, files.get(name)) for name in BUNDLE_FILES}
+        files = {name: as_bytes(name, files.get(name)) for name in bundle_file_names(files)}
         # Offline checks first, before anything touches the disk. The docker.env that
         # is written keeps only the settings we understand, with DOCKER_CERT_PATH
         # pointing at the stable path: it may be sourced by a shell.
@@ -104,6 +111,8 @@ class CredentialStore:
                 if not swapped:
                     shutil.rmtree(gen_dir, ignore_errors=True)
             self._prune(keep={gen_id, previous})
+        if bundle.kind == "ssh":
+            return dataclasses.replace(bundle, path=self.current_path)
         return dataclasses.replace(bundle, path=self.current_path, env={
             **bundle.env, "DOCKER_CERT_PATH": str(self.current_path)})
 

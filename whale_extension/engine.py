@@ -32,9 +32,10 @@ def credentials_info(bundle: CredentialBundle, generation: str | None) -> dict:
     """The public facts of a bundle (never key material)."""
     return {
         "docker_host": bundle.docker_host,
+        "kind": bundle.kind,
         "ca_fingerprint": bundle.ca_fingerprint,
         "cert_fingerprint": bundle.cert_fingerprint,
-        "not_after": bundle.not_after.isoformat(timespec="seconds"),
+        "not_after": bundle.not_after.isoformat(timespec="seconds") if bundle.not_after else None,
         "days_left": bundle.days_left,
         "generation": generation,
     }
@@ -166,7 +167,7 @@ class EngineMonitor:
         engine, swarm = facts["engine"], facts["swarm"]
         problems = []
         days = bundle.days_left
-        if days < self.expiry_warning_days:
+        if days is not None and days < self.expiry_warning_days:
             when = "today" if days <= 0 else f"in {days} day{'s' if days != 1 else ''}"
             problems.append(f"your client certificate expires {when}: get a fresh "
                             "credentials bundle and upload it")

@@ -117,6 +117,9 @@ class DockerKernel(KernelServer):
     def _start_bash(self):
         env = {k: v for k, v in os.environ.items() if k not in _DOCKER_VARS}
         env.update(self._docker_env)
+        # An SSH bundle's ssh (its key, its known_hosts) is what the docker CLI runs.
+        env["PATH"] = os.pathsep.join([str(self.store.current_path / "bin"),
+                                       env.get("PATH", os.defpath)])
         env["NOTEBOOK_BASH_KERNEL_CAPABILITIES"] = "image,html,javascript"
         self.bash = BashSession(env=env)
         self.bash.capture(build_cmds() + _COMPOSE_CA_FIX)
