@@ -27,7 +27,11 @@ MAX_MEMBERS = 64
 _CONTEXT_TLS = "tls/docker/"
 
 
-def read_archive(data: bytes) -> dict[str, bytes]:
+#: Largest SSH key or known_hosts file given beside an archive.
+MAX_EXTRA_BYTES = 64 << 10
+
+
+def read_archive(data: bytes, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
     """Read an uploaded bundle archive, in memory, and return its four files.
 
     Accepts a Carina zip (files at the top or inside one top directory) and a
@@ -36,7 +40,12 @@ def read_archive(data: bytes) -> dict[str, bytes]:
     docker endpoint). Returns ``{"ca.pem", "cert.pem", "key.pem", "docker.env"}`` as
     bytes. Refuses archives that are too big, have too many entries, contain absolute
     or ``..`` paths, links or device files, or are not archives at all.
+
+    An SSH endpoint's bundle (``docker.env`` or a context naming ``ssh://…``) returns
+    ``docker.env``, ``ssh_key`` and ``known_hosts``; ``extra`` gives those two when they
+    come beside the archive (the CLI exports no key for an SSH context).
     """
+    extra = _extra_files(extra or {})
     data = bytes(data)
     if len(data) > MAX_ARCHIVE_BYTES:
         raise BundleError("too-large", f"The upload is {len(data) // 1024} KiB; a "
@@ -53,7 +62,22 @@ def read_archive(data: bytes) -> dict[str, bytes]:
         entries = _zip_entries(data)
     else:
         entries = _tar_entries(data)  # old tars carry no magic; this refuses non-archives
-    return _bundle_from_entries(entries)
+    return _bundle_from_entries(entries, extra)
+
+
+def _extra_files(extra: dict[str, bytes]) -> dict[str, bytes]:
+    out = {}
+    for name, content in extra.items():
+        if name not in SSH_FILES:
+            raise BundleError("bad-archive", f"{shown_name(name)} is not a file an SSH "
+                              "endpoint needs (ssh_key or known_hosts).")
+        if len(content) > MAX_EXTRA_BYTES:
+            raise BundleError("too-large", f"{name} is {len(content) // 1024} KiB; an SSH "
+                              f"key or known_hosts is at most {MAX_EXTRA_BYTES // 1024} KiB. "
+                              "Choose the right file.", file=name)
+        if content:
+            out[name] = bytes(content)
+    return out
 
 
 def _not_archive(detail: str = "") -> BundleError:
@@ -222,7 +246,7 @@ def _is_junk(name: str) -> bool:
         ".DS_Store", "Thumbs.db")
 
 
-def _bundle_from_entries(entries: dict[str, bytes]) -> dict[str, bytes]:
+def _bundle_from_entries(entries: dict[str, bytes], extra: dict[str, bytes]) -> dict[str, bytes]:
     files = {name: content for name, content in entries.items() if not _is_junk(name)}
     if not files:
         raise BundleError("bad-archive", "The archive is empty. Choose the bundle zip or "
@@ -234,7 +258,8 @@ def _bundle_from_entries(entries: dict[str, bytes]) -> dict[str, bytes]:
             prefix = tops.pop() + "/"
             files = {name[len(prefix):]: content for name, content in files.items()}
     if "meta.json" in files:
-        return _bundle_from_context(files)
+        return {**_bundle_from_context(files), **extra}
+    files.update(extra)
     names = bundle_file_names(files)
     if names is SSH_BUNDLE_FILES:
         for name in names:

@@ -12,11 +12,13 @@ an SDK client whose SSH socket runs the same command.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -246,6 +248,22 @@ def docker_client(directory: Path | str, docker_host: str, timeout: float, versi
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, preexec_fn=_ignore_sigint)
 
+        def close(self):
+            # The SDK's close leaves the ssh running and this (unused) socket open.
+            proc, self.proc = self.proc, None
+            if proc is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    proc.stdin.close()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                with contextlib.suppress(OSError, ValueError):
+                    proc.stdout.close()
+            socket.socket.close(self)
+
     class Connection(sshconn.SSHConnection):
         def connect(self):
             sock = Socket(self.ssh_host)
@@ -257,11 +275,25 @@ def docker_client(directory: Path | str, docker_host: str, timeout: float, versi
         def _new_conn(self):
             return Connection(None, self.timeout, self.ssh_host)
 
+        def _put_conn(self, conn):
+            # A response closes the ssh's stdout once read, so a connection serves one
+            # request (as in the SDK), and is closed here rather than left to the GC.
+            if conn is not None:
+                conn.close()
+
     class Adapter(sshconn.SSHHTTPAdapter):
-        # Like the SDK's: one pool (one ssh) per request, since a response closes the
-        # ssh's stdout when it is read.
+        _pool = None
+
         def get_connection(self, url, proxies=None):
-            return Pool(timeout=self.timeout, maxsize=self.max_pool_size, host=self.ssh_host)
+            if self._pool is None:
+                self._pool = Pool(timeout=self.timeout, maxsize=self.max_pool_size,
+                                  host=self.ssh_host)
+            return self._pool
+
+        def close(self):
+            if self._pool is not None:
+                self._pool.close()
+            super().close()
 
     class Client(docker.DockerClient):
         def __enter__(self):

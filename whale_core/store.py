@@ -62,10 +62,11 @@ class CredentialStore:
             return None
         return CredentialBundle.load(self.current_path)
 
-    def install_archive(self, data: bytes, *, verify: Callable | None = None
-                        ) -> CredentialBundle:
-        """Install an uploaded archive (see :func:`read_archive`)."""
-        return self.install_files(read_archive(data), verify=verify)
+    def install_archive(self, data: bytes, *, extra: dict[str, bytes] | None = None,
+                        verify: Callable | None = None) -> CredentialBundle:
+        """Install an uploaded archive, with an SSH endpoint's key and known_hosts in
+        ``extra`` when they came beside it (see :func:`read_archive`)."""
+        return self.install_files(read_archive(data, extra), verify=verify)
 
     def install_directory(self, src, *, verify: Callable | None = None) -> CredentialBundle:
         """Install a copy of a Carina-layout directory."""

@@ -7,6 +7,7 @@ as every other Jupyter API).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 
 from jupyter_server.auth.decorator import authorized
@@ -16,6 +17,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from whale_core.errors import BundleError
+from whale_core.ssh import SSH_FILES
 
 from .engine import credentials_info
 
@@ -74,10 +76,14 @@ class CredentialsHandler(WhaleAPIHandler):
     @web.authenticated
     @authorized
     async def post(self):
+        # An SSH endpoint's key and known_hosts come as form fields of those names.
+        extra = {name: self.request.files.pop(name)[0]["body"]
+                 for name in SSH_FILES if self.request.files.get(name)}
         data = self.uploaded_archive()
         if data is None:
             return
-        await self.install(self.monitor.store.install_archive, data)
+        install = functools.partial(self.monitor.store.install_archive, extra=extra)
+        await self.install(install, data)
 
     def uploaded_archive(self) -> bytes | None:
         """The archive in the body: raw bytes, or the one file of a multipart form."""

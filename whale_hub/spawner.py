@@ -26,10 +26,11 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Any, Bool, Dict, Float, Int, List, Unicode, default
 
-from whale_core.archives import MAX_ARCHIVE_BYTES
+from whale_core.archives import MAX_ARCHIVE_BYTES, pack_bundle, read_archive
 from whale_core.errors import BundleError
 from whale_core.layout import OWNER_LABEL, ROLE_LABEL, SITE_LABEL, site_id_of
 from whale_core.names import bridge_options, learner_network, learner_slug, work_volume
+from whale_core.ssh import SSH_FILES
 
 from .executor import blocking, docker_executor
 from .providers import EngineProvider, provider_class
@@ -245,7 +246,13 @@ class WhaleSpawner(DockerSpawner):
         if len(body) > MAX_ARCHIVE_BYTES:
             raise web.HTTPError(400, f"That file is too large for a credentials bundle "
                                 f"(limit {MAX_ARCHIVE_BYTES // 1024} KiB).")
+        # An SSH endpoint's key and known_hosts, chosen beside the context export: kept
+        # with it as one archive, so what is stored is one upload, checked as one.
+        extra = {name: (formdata.get(f"{name}_file") or [{}])[0].get("body") or b""
+                 for name in SSH_FILES}
         try:
+            if any(extra.values()):
+                body = pack_bundle(read_archive(body, extra))
             cls.check_upload(body)
         except BundleError as exc:
             raise web.HTTPError(400, str(exc)) from None

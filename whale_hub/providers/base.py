@@ -130,6 +130,6 @@ def give_to(bundle_dir: Path, uid: int) -> None:
     """
     if os.geteuid() != 0:
         return
-    os.chown(bundle_dir, uid, uid)
-    for f in bundle_dir.iterdir():
-        os.chown(f, uid, uid)
+    for top, dirs, files in os.walk(bundle_dir):
+        for name in (".", *dirs, *files):
+            os.chown(os.path.join(top, name), uid, uid, follow_symlinks=False)
