@@ -7,6 +7,7 @@ closed here anyway.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,3 +30,19 @@ def start_chromium(profile: Path, size: str = "1280,800"):
         options.add_argument(flag)
     # An explicit chromedriver: selenium must never go looking for (or download) one.
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def wait_until(what, timeout: float, step: float = 0.2, message: str = ""):
+    """`what()`'s first truthy value, asked every `step` s for at most `timeout` s."""
+    from selenium.common.exceptions import WebDriverException
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = what()
+        except WebDriverException:  # the page changed under us (navigation, re-render)
+            value = None
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(message or f"timed out after {timeout} s")

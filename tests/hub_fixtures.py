@@ -7,6 +7,7 @@ containers of the single-user image; their engines are real sandbox engines.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -20,8 +21,10 @@ from urllib.parse import urlparse
 import docker
 import requests
 import websocket
+from engine_fixtures import start_engine
 
 from whale_core.layout import OWNER_LABEL, SITE_LABEL, site_id_of
+from whale_core.names import bridge_options, learner_network, learner_slug
 from whale_hub.engine import free_port
 from whale_hub.engine_disk import unmount_under
 from whale_site import firewall, images
@@ -208,3 +211,26 @@ class Hub:
 
 def ensure_images() -> None:
     images.ensure_site_images(only=["howtowhale/engine", "howtowhale/singleuser"])
+
+
+def learners_network(hub: Hub, learner: str, host_docker) -> tuple[str, ipaddress.IPv4Network]:
+    """The network a learner's server joins, made ahead of the spawn (labelled as the
+    learner's, or the spawner would leave it alone and make another), as the network of
+    a machine of the learner's own. Docker picks a free subnet; it is then declared
+    explicitly, as fixed addresses need."""
+    network = learner_network(learner_slug(learner))
+    probe = host_docker.networks.create(network, driver="bridge")
+    subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
+    probe.remove()
+    host_docker.networks.create(
+        network, driver="bridge", options=bridge_options(network),
+        labels={OWNER_LABEL: learner, SITE_LABEL: hub.site},
+        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
+    return network, subnet
+
+
+def engine_on_learners_network(hub: Hub, learner: str, name: str, tmp_path_factory, host_docker):
+    """An engine that stands for a machine on the learner's network, at a fixed address."""
+    network, subnet = learners_network(hub, learner, host_docker)
+    return start_engine(name, tmp_path_factory, host_docker, network=network,
+                        network_ip=str(subnet.network_address + 200))

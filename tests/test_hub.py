@@ -3,23 +3,20 @@ engines, their notebooks, and bring-your-own-engine on the spawn form."""
 from __future__ import annotations
 
 import io
-import ipaddress
 import os
 import re
 import zipfile
 from pathlib import Path
 
-import docker
 import pytest
 import requests
-from engine_fixtures import engine_id, start_engine
-from hub_fixtures import CONFIG, Hub, ensure_images
+from engine_fixtures import engine_id
+from hub_fixtures import CONFIG, Hub, engine_on_learners_network, ensure_images
 
 from whale_core.bundle import read_bundle_dir, write_bundle_dir
 from whale_core.layout import OWNER_LABEL, SITE_LABEL, site_id_of
 from whale_core.layout import ROLE_LABEL as LABEL
 from whale_core.names import (
-    bridge_options,
     engine_container,
     learner_network,
     learner_slug,
@@ -126,23 +123,6 @@ def test_bring_your_own_engine_on_the_spawn_form(hub, tmp_path_factory, host_doc
         hub.stop(c)
     finally:
         own.remove()
-
-
-def engine_on_learners_network(hub, learner: str, name: str, tmp_path_factory, host_docker):
-    """An engine that stands for a machine on the learner's network: a fixed address on
-    the network their server joins (labelled as the learner's, or the spawner would leave
-    it alone and make another). Docker picks a free subnet; it is then declared
-    explicitly, as fixed addresses need."""
-    network = learner_network(learner_slug(learner))
-    probe = host_docker.networks.create(network, driver="bridge")
-    subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
-    probe.remove()
-    net = host_docker.networks.create(
-        network, driver="bridge", options=bridge_options(network),
-        labels={OWNER_LABEL: learner, SITE_LABEL: hub.site},
-        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
-    return start_engine(name, tmp_path_factory, host_docker, network=net.name,
-                        network_ip=str(subnet.network_address + 200))
 
 
 def test_a_provider_is_added_by_one_file_and_its_configuration(tmp_path_factory, host_docker):

@@ -5,10 +5,9 @@ learner's engine is a real sandbox engine pulling from the real lesson mirror.""
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
-from browser import AVAILABLE, MISSING, start_chromium
+from browser import AVAILABLE, MISSING, start_chromium, wait_until
 from hub_fixtures import Hub, ensure_images
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser, pytest.mark.skipif(not AVAILABLE, reason=MISSING)]
@@ -32,21 +31,6 @@ def browser(tmp_path_factory):
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait_until(what, timeout: float, step: float = 0.2, message: str = ""):
-    from selenium.common.exceptions import WebDriverException
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = what()
-        except WebDriverException:  # the page changed under us (navigation, re-render)
-            value = None
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(message or f"timed out after {timeout} s")
 
 
 def test_learner_signs_up_and_runs_hello_world(site, browser):
