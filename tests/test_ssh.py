@@ -134,12 +134,14 @@ def test_the_kernel_runs_docker_on_the_ssh_engine(ssh_store, ssh_engine_id):
         info = kernel.run("docker info --format '{{.ID}}'")
         which = kernel.run("command -v ssh")
         busy = kernel.run("docker volume create from-the-kernel && docker volume ls -q")
+        completed = kernel.complete("docker volume rm from-the-k")
     finally:
         stop_kernel(kernel)
     assert info.status == "ok"
     assert info.text.strip() == ssh_engine_id
     assert which.text.strip() == str(ssh_store.current_path / "bin" / "ssh")
     assert "from-the-kernel" in busy.text.split()
+    assert "from-the-kernel" in completed  # completion asks the engine, over SSH too
 
 
 def test_a_terminal_follows_the_installed_bundle_from_tls_to_ssh(tls_engine, ssh_engine,
@@ -200,3 +202,34 @@ async def test_the_extension_installs_an_ssh_context_with_its_key_and_reports_he
     assert health["credentials"]["docker_host"] == ssh_engine.docker_host
     assert "PRIVATE KEY" not in json.dumps(health) + json.dumps(answer)
     assert ssh_engine_id  # the same engine the SDK saw
+
+
+def test_published_ports_of_an_ssh_engine_are_on_its_host():
+    from whale_extension.engine import engine_hostname
+    assert engine_hostname("ssh://me@box.example:2222") == "box.example"
+    assert engine_hostname("ssh://me@203.0.113.7:22") == "203.0.113.7"
+
+
+def test_the_bundles_ssh_uses_only_the_bundle_and_never_holds_the_key(tmp_path):
+    from bundle_corpus import ssh_files
+
+    from whale_core.bundle import write_bundle_dir
+    files = ssh_files()
+    directory = write_bundle_dir(tmp_path / "b", files)
+    wrapper = (directory / "bin" / "ssh").read_text()
+    assert (directory / "bin" / "ssh").stat().st_mode & 0o777 == 0o700
+    assert files["ssh_key"].decode().splitlines()[1] not in wrapper
+    for option in ("StrictHostKeyChecking=yes", "BatchMode=yes", "IdentitiesOnly=yes",
+                   "GlobalKnownHostsFile=/dev/null", "'-F' '/dev/null'", "ForwardAgent=no"):
+        assert option in wrapper
+    # It runs the real ssh with the options of the directory it is in (resolved), here
+    # a copy that echoes them instead, run through a link as PATH would find it.
+    echo = directory / "bin" / "ssh-echo"
+    echo.write_text(wrapper.replace("/usr/bin/ssh", "echo"))
+    echo.chmod(0o700)
+    (tmp_path / "current").symlink_to(directory)
+    shown = subprocess.run([str(tmp_path / "current" / "bin" / "ssh-echo"), "-V"],
+                           capture_output=True, text=True, check=True).stdout
+    assert f'IdentityFile="{directory.resolve()}/ssh_key"' in shown
+    assert f'UserKnownHostsFile="{directory.resolve()}/known_hosts"' in shown
+    assert shown.rstrip().endswith("-V")
