@@ -233,3 +233,24 @@ def test_the_bundles_ssh_uses_only_the_bundle_and_never_holds_the_key(tmp_path):
     assert f'IdentityFile="{directory.resolve()}/ssh_key"' in shown
     assert f'UserKnownHostsFile="{directory.resolve()}/known_hosts"' in shown
     assert shown.rstrip().endswith("-V")
+
+
+def test_an_ssh_bundle_as_a_zip_a_context_with_files_beside_it_and_the_forms_archive():
+    from bundle_corpus import ssh_files, zip_bytes
+
+    from whale_core.archives import pack_bundle
+    files = ssh_files(host="ssh://me@box:2222", known_hosts_for="[box]:2222")
+    assert read_archive(zip_bytes(files)) == files
+    assert read_archive(zip_bytes(files, prefix="mine/")) == files
+    # What the spawn form stores: one archive, read back the same, checked the same.
+    assert read_archive(pack_bundle(files)) == files
+    CredentialBundle.from_files(read_archive(pack_bundle(files)))
+    # Beside the archive: only the two SSH files, each of a sane size.
+    bare = zip_bytes({"docker.env": files["docker.env"]})
+    assert read_archive(bare, {"ssh_key": files["ssh_key"],
+                               "known_hosts": files["known_hosts"]}) == files
+    with pytest.raises(BundleError, match="not a file an SSH endpoint needs"):
+        read_archive(bare, {"key.pem": b"x"})
+    with pytest.raises(BundleError, match="at most 64 KiB") as caught:
+        read_archive(bare, {"ssh_key": b"x" * (65 << 10)})
+    assert caught.value.code == "too-large"
