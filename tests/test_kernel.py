@@ -337,6 +337,61 @@ printf 'Status: Downloaded newer image for web:latest\n'
     assert "\x1b" not in run.text
 
 
+def streams(run) -> list[tuple[str, str]]:
+    """The cell's streams as the notebook shows them at the end: after the last
+    clear_output, consecutive messages of one stream joined."""
+    shown: list[tuple[str, str]] = []
+    for _, m in run.messages:
+        kind = m["header"]["msg_type"]
+        if kind == "clear_output":
+            shown = []
+        elif kind == "stream":
+            name, text = m["content"]["name"], m["content"]["text"]
+            if shown and shown[-1][0] == name:
+                shown[-1] = (name, shown[-1][1] + text)
+            else:
+                shown.append((name, text))
+    return shown
+
+
+def test_stderr_is_its_own_stream_in_order(kernel):
+    """Two streams keep their order as any Jupyter kernel's do: what is written a
+    moment apart comes in order (within microseconds, the terminal may come second)."""
+    run = kernel.run("echo made it; sleep 0.3; echo 'careful' >&2; ls /no/such/dir; "
+                     "sleep 0.3; echo done")
+    assert run.status == "ok"
+    assert streams(run) == [
+        ("stdout", "made it\n"),
+        ("stderr", "careful\nls: cannot access '/no/such/dir': No such file or directory\n"),
+        ("stdout", "done\n")]
+    # bash's own errors are errors too, and name no file of the kernel's.
+    run = kernel.run("no-such-command-here")
+    assert run.status == "error"
+    assert streams(run) == [("stderr", "bash: no-such-command-here: command not found\n")]
+
+
+def test_a_redraw_keeps_the_errors_shown_before_it(kernel):
+    """Progress redraws clear the output: what stderr said before is shown again."""
+    code = r"""
+echo "Unable to find image 'web:latest' locally" >&2
+sleep 0.3
+printf 'aaa: Pulling fs layer\n'
+sleep 0.3
+printf '\033[1A\033[2K\raaa: Pull complete\n'
+"""
+    run = kernel.run(code)
+    assert run.status == "ok"
+    assert run.of_type("clear_output")
+    assert streams(run) == [("stderr", "Unable to find image 'web:latest' locally\n"),
+                            ("stdout", "aaa: Pull complete\n")]
+
+
+def test_a_program_that_wants_a_terminal_still_gets_one(kernel):
+    """stdin and stdout stay the terminal; only stderr is a stream of its own."""
+    run = kernel.run("[ -t 0 ] && [ -t 1 ] && echo terminal; [ -t 2 ] || echo 'stderr apart'")
+    assert streams(run) == [("stdout", "terminal\nstderr apart\n")]
+
+
 def test_real_docker_progress_is_clean(kernel):
     run = kernel.run("docker save hello-world | docker load")
     assert run.status == "ok", run.text

@@ -140,58 +140,43 @@ class DockerKernel(KernelServer):
         self._known_display_ids.add(display_id)
         self.send_response(self.iopub_socket, kind, content)
 
+    def _send_output(self, kind: str, content: dict) -> None:
+        if kind == "display_id":
+            self._send_content_to_display_id(content)
+        else:
+            self.send_response(self.iopub_socket, kind, content)
+
     # -- execution ---------------------------------------------------------------
     def do_execute(self, code, silent, store_history=True, user_expressions=None,
                    allow_stdin=False):
         self.silent = silent
         if not code.strip():
             return self._ok()
-        screen = TerminalScreen()
-        last_redraw = [0.0]
+        out = CellOutput(lambda kind, content: self._send_output(kind, content),
+                         self.redraw_interval, silent)
         host = self._docker_env.get("DOCKER_HOST")
-
-        def show(final: bool = False) -> None:
-            if silent or not screen.pending:
-                return
-            now = time.monotonic()
-            if screen._redraw and not final and now - last_redraw[0] < self.redraw_interval:
-                return
-            redraw, text = screen.take()
-            if redraw:
-                last_redraw[0] = now
-                self.send_response(self.iopub_socket, "clear_output", {"wait": True})
-            if text:
-                # bash_kernel's display helpers announce rich output on a line of its
-                # own; its parser also ends a partial last line, so only use it then.
-                plain, rich = extract_contents(text) if "bash_kernel: saved" in text \
-                    else (text, [])
-                if plain:
-                    self.send_response(self.iopub_socket, "stream",
-                                       {"name": "stdout", "text": plain})
-                for content in rich:
-                    if isinstance(content, Exception):
-                        self.send_response(self.iopub_socket, "stream",
-                                           {"name": "stderr", "text": str(content)})
-                    elif "display_id" in content.get("transient", {}):
-                        self._send_content_to_display_id(content)
-                    else:
-                        self.send_response(self.iopub_socket, "display_data", content)
 
         hints: list[str] = []
 
-        def on_output(text: str) -> None:
+        def explained(text: str) -> str:
             text = explain_output(text.replace("\r\n", "\n"), host)
             hint = limit_hint(text)
             if hint and hint not in hints:
                 hints.append(hint)
-            screen.feed(text)
-            show()
+            return text
+
+        def on_output(text: str) -> None:
+            out.feed("stdout", explained(text))
+
+        def on_error(text: str) -> None:
+            out.feed("stderr", explained(text))
 
         def on_input(command: str) -> str | None:
             if not allow_stdin:
                 return None
-            show(final=True)
-            prompt = _ANSI.sub("", screen.lines[-1]) if screen.lines else ""
+            out.show(final=True)
+            lines = out.screen.lines
+            prompt = _ANSI.sub("", lines[-1]) if lines else ""
             ask = self.getpass if _SECRET_PROMPT.search(prompt) else self.raw_input
             # The prompt is already on screen; the input box repeats it for context.
             try:
@@ -201,32 +186,33 @@ class DockerKernel(KernelServer):
 
         prefix = self._credentials_prefix()
         if self._bundle_problem and prefix:
-            screen.feed(f"whale: your Docker credentials have a problem: {self._bundle_problem}\n")
+            out.feed("stderr", f"whale: your Docker credentials have a problem: "
+                               f"{self._bundle_problem}\n")
         try:
-            result = self.bash.run(code, on_output, on_input=on_input, prefix=prefix,
-                                   on_tick=self.poll_control)
+            result = self.bash.run(code, on_output, on_error=on_error, on_input=on_input,
+                                   prefix=prefix, on_tick=self.poll_control)
         except ShutdownRequested:
             raise
         except Exception as exc:  # the shell is gone in a way we cannot recover from
             self.bash.close()
             self._start_bash()
-            screen.feed(f"\nwhale: the shell failed ({exc}); a new one was started.\n")
-            show(final=True)
+            out.feed("stderr", f"\nwhale: the shell failed ({exc}); a new one was started.\n")
+            out.show(final=True)
             return self._error("ShellError", str(exc))
         if result.stdin_ended:
-            screen.feed(
+            out.feed("stderr",
                 f"\nwhale: `{_short(result.stdin_ended)}` waited for keyboard input, which this "
                 "notebook cannot send, so it was given end-of-input. Feed input with a pipe "
                 "(echo answer | command) or a heredoc; for containers use `docker run -i` "
                 "with a pipe, or `docker run -d` and `docker exec`, instead of -it.\n")
         for hint in hints:
-            screen.feed(("" if screen.lines and not screen.lines[-1] else "\n") + hint + "\n")
+            out.feed("stderr", ("" if out.at_line_start else "\n") + hint + "\n")
         if result.restarted:
-            screen.feed("\nwhale: the shell exited, so a new one was started "
+            out.feed("stderr", "\nwhale: the shell exited, so a new one was started "
                         "(variables and the working directory were reset).\n")
             self._generation = None
             self._refresh_credentials()
-        show(final=True)
+        out.show(final=True)
         if result.interrupted:
             return self._error("KeyboardInterrupt", "interrupted; the shell is ready again")
         if result.restarted:
@@ -287,6 +273,72 @@ class DockerKernel(KernelServer):
         except Exception:
             return []
         return [m for m in out.split("\n") if m and not m.startswith("__whale")]
+
+
+class CellOutput:
+    """A cell's output as a notebook shows it: stdout and stderr blocks in the order
+    they came, the last one a live terminal screen (progress bars redraw in place).
+
+    A redraw clears the cell's output, so it sends the finished blocks again before
+    the live one. ``send(kind, content)`` sends one IOPub message.
+    """
+
+    def __init__(self, send, redraw_interval: float, silent: bool):
+        self.send = send
+        self.redraw_interval = redraw_interval
+        self.silent = silent
+        self.done: list[tuple[str, str]] = []   # (stream name, screen text) shown whole
+        self.name = "stdout"
+        self.screen = TerminalScreen()
+        self._last_redraw = 0.0
+
+    @property
+    def at_line_start(self) -> bool:
+        """Whether what is shown ends with a new line (or nothing is shown)."""
+        return not self.screen.lines[-1] if self.screen.text() or not self.done \
+            else self.done[-1][1].endswith("\n")
+
+    def feed(self, name: str, text: str) -> None:
+        if name != self.name:
+            if self.screen.text():
+                self.show(final=True)
+                self.done.append((self.name, self.screen.text()))
+                self.screen = TerminalScreen()
+            self.name = name
+        self.screen.feed(text)
+        self.show()
+
+    def show(self, final: bool = False) -> None:
+        if self.silent or not self.screen.pending:
+            return
+        now = time.monotonic()
+        if self.screen._redraw and not final and now - self._last_redraw < self.redraw_interval:
+            return
+        redraw, text = self.screen.take()
+        if redraw:
+            self._last_redraw = now
+            self.send("clear_output", {"wait": True})
+            for name, block in self.done:
+                self._emit(name, block)
+        if text:
+            self._emit(self.name, text)
+
+    def _emit(self, name: str, text: str) -> None:
+        if name == "stderr":
+            self.send("stream", {"name": "stderr", "text": text})
+            return
+        # bash_kernel's display helpers announce rich output on a line of its own; its
+        # parser also ends a partial last line, so only use it then.
+        plain, rich = extract_contents(text) if "bash_kernel: saved" in text else (text, [])
+        if plain:
+            self.send("stream", {"name": "stdout", "text": plain})
+        for content in rich:
+            if isinstance(content, Exception):
+                self.send("stream", {"name": "stderr", "text": str(content)})
+            elif "display_id" in content.get("transient", {}):
+                self.send("display_id", content)
+            else:
+                self.send("display_data", content)
 
 
 def _is_command_position(head: str) -> bool:

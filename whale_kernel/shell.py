@@ -11,6 +11,7 @@ the learner for input or end it.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import fcntl
 import os
@@ -70,6 +71,14 @@ class BashSession:
         self.columns = columns
         self.runtime = Path(tempfile.mkdtemp(prefix="whale-kernel-"))
         self.cell_file = self.runtime / "cell.sh"
+        # A cell's stderr comes back through a FIFO of its own (the terminal carries its
+        # stdout), so errors are a stream of their own. The kernel holds both ends: a
+        # read never sees end-of-file between cells, and bash's open never waits.
+        self.err_file = self.runtime / "stderr"
+        os.mkfifo(self.err_file, 0o600)
+        self._err_fd = os.open(self.err_file, os.O_RDONLY | os.O_NONBLOCK)
+        self._err_keep = os.open(self.err_file, os.O_WRONLY | os.O_NONBLOCK)
+        self._err_decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.child: pexpect.spawn | None = None
         self._marker: re.Pattern[str] | None = None
         self._tty: str | None = None
@@ -121,6 +130,11 @@ class BashSession:
             if fg and fg != self.child.pid:
                 _killpg(fg, signal.SIGKILL)
             self.child.close(force=True)
+        for fd in (getattr(self, "_err_fd", None), getattr(self, "_err_keep", None)):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._err_fd = self._err_keep = None
         for f in self.runtime.glob("*"):
             f.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -128,10 +142,12 @@ class BashSession:
 
     # -- running cells ------------------------------------------------------------
     def run(self, code: str, on_output: Callable[[str], None], *,
+            on_error: Callable[[str], None] | None = None,
             on_input: Callable[[str], str | None] | None = None,
             prefix: str = "", flush_interval: float = 0.03,
             idle_check: float = 0.15, on_tick=None) -> CellResult:
-        """Run a cell; on_output receives terminal output as it is produced.
+        """Run a cell; on_output receives terminal output as it is produced, and
+        on_error what the cell writes to stderr (without it, on_output gets both).
 
         on_input(prompt) is called when the running command blocks reading the
         terminal; it returns the line to send, or None for end-of-input.
@@ -142,14 +158,31 @@ class BashSession:
         if self.child is None:
             raise RuntimeError("the shell is not started")
         self.cell_file.write_text(code if code.endswith("\n") else code + "\n")
-        command = f"{prefix}. {shlex.quote(str(self.cell_file))}\n"
+        command = (f"{prefix}. {shlex.quote(str(self.cell_file))} "
+                   f"2>{shlex.quote(str(self.err_file))}\n")
         # How much bash will have read once it has taken this command (see _bash_took).
         self._read_before = self._bash_read_bytes()
         self._command_bytes = len(command.encode())
         self.child.send(command)
-        return self._collect(on_output, on_input, flush_interval, idle_check, on_tick)
+        return self._collect(on_output, on_error or on_output, on_input, flush_interval,
+                             idle_check, on_tick)
 
-    def _collect(self, on_output, on_input, flush_interval, idle_check,
+    def _drain_stderr(self, on_error) -> None:
+        """Pass on what the cell wrote to stderr so far."""
+        chunks = []
+        while self._err_fd is not None:
+            try:
+                data = os.read(self._err_fd, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        text = self._err_decoder.decode(b"".join(chunks))
+        if text:
+            on_error(self._clean(text))
+
+    def _collect(self, on_output, on_error, on_input, flush_interval, idle_check,
                  on_tick=None) -> CellResult:
         child = self.child
         buf = ""
@@ -162,14 +195,24 @@ class BashSession:
         ladder_start: float | None = None
         while True:
             try:
+                busy = pending or eof_ladder or ladder_start is not None
+                # Wake for whichever stream is written first, so the two keep their order.
                 try:
-                    busy = pending or eof_ladder or ladder_start is not None
-                    chunk = child.read_nonblocking(65536, timeout=0.05 if busy else idle_check)
+                    ready = select.select([child.child_fd, self._err_fd], [], [],
+                                          0.05 if busy else idle_check)[0]
+                except (OSError, ValueError):
+                    ready = [child.child_fd]
+                if self._err_fd in ready:
+                    self._drain_stderr(on_error)
+                try:
+                    chunk = child.read_nonblocking(65536, timeout=0) \
+                        if child.child_fd in ready else ""
                 except pexpect.TIMEOUT:
                     chunk = ""
                 except pexpect.EOF:
                     if pending or buf:
                         on_output(pending + buf)
+                    self._drain_stderr(on_error)
                     self.start()
                     return CellResult(status=None, interrupted=interrupted, restarted=True,
                                       stdin_ended=stdin_ended)
@@ -184,6 +227,7 @@ class BashSession:
                         out = pending + buf[: m.start()]
                         if out:
                             on_output(self._clean(out))
+                        self._drain_stderr(on_error)
                         return CellResult(status=int(m.group(1)), interrupted=interrupted,
                                           stdin_ended=stdin_ended)
                     # Hold back a possible start of the marker.
@@ -218,6 +262,7 @@ class BashSession:
                         if pending:
                             on_output(pending)
                             pending = ""
+                        self._drain_stderr(on_error)  # a prompt (read -p) is on stderr
                         answer = on_input(waiting) if on_input else None
                         if answer is None:
                             stdin_ended = stdin_ended or waiting
@@ -358,7 +403,9 @@ class BashSession:
                     continue
                 fd = int(fields[1], 16)
                 try:
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") == self._tty:
+                    # /dev/tty is this terminal too: the process is in its foreground
+                    # group (less, ssh and password prompts read it, not stdin).
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in (self._tty, "/dev/tty"):
                         if pid != self.child.pid:
                             return _cmdline(pid)
                         return "read" if self._bash_took_command() else ""
@@ -381,7 +428,7 @@ class BashSession:
         return "".join(out).replace("\r\n", "\n")
 
 
-_OWN_TRACE = re.compile(r"^\++ (?:\. \S*/cell\.sh|__whale_prompt)\r?\n", re.M)
+_OWN_TRACE = re.compile(r"^\++ (?:\. \S*/cell\.sh(?: 2>\S*/stderr)?|__whale_prompt)\r?\n", re.M)
 
 
 def _killpg(pgrp: int, sig: int) -> None:
