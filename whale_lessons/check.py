@@ -6,32 +6,54 @@ exits 1 (so the cell shows as failed). Checks look at the engine itself (contain
 images, volumes, networks, services), never at the commands the learner typed, so
 any correct way of doing the exercise passes.
 
-An author adds a check by writing a function decorated with `@check("name", hint)`
+An author adds a check by writing a function decorated with `@check("name", lesson=N, hint="…")`
 that raises `Missing("what is missing")` until the work is done and returns a short
 sentence of praise after.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from whale_core.bundle import CredentialBundle
 from whale_core.store import default_store
 
-CHECKS: dict[str, tuple[Callable, str, str]] = {}
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: its check, the lesson it belongs to, and what to tell learners.
+
+    The one record of which lesson an exercise is in: the lessons' check cells name
+    the exercise (`whale-check NAME`), and the hub's progress service files results
+    under this lesson.
+    """
+
+    name: str
+    lesson: int
+    hint: str
+    summary: str
+    func: Callable
+
+
+CHECKS: dict[str, Exercise] = {}
 
 
 class Missing(Exception):
     """Raised by a check: the exercise is not done yet; the text says what is missing."""
 
 
-def check(name: str, hint: str):
-    """Register `func(client) -> str` as the check called `name`, with a hint for learners."""
+def check(name: str, *, lesson: int, hint: str):
+    """Register `func(client) -> str` as the check called `name`, of lesson `lesson`,
+    with a hint for learners."""
     def register(func):
-        CHECKS[name] = (func, hint, (func.__doc__ or "").strip().splitlines()[0])
+        summary = (func.__doc__ or "").strip().splitlines()[0]
+        CHECKS[name] = Exercise(name, lesson, hint, summary, func)
         return func
     return register
 
@@ -86,10 +108,10 @@ def _run(client, image: str, command, **kw) -> str:
 
 
 # -- the checks, in curriculum order ------------------------------------------------
-@check("first-container",
-       "`docker run` takes `--name NAME` before the image; the command to run comes after it")
+@check("first-container", lesson=1,
+       hint="`docker run` takes `--name NAME` before the image; the command to run comes after it")
 def first_container(client) -> str:
-    """Lesson 1: a container named my-first, from busybox, that printed a sentence."""
+    """A container named my-first, from busybox, that printed a sentence."""
     c = _container(client, "my-first")
     if "busybox" not in _image_of(client, c):
         raise Missing("container `my-first` was not made from the `busybox` image")
@@ -100,21 +122,23 @@ def first_container(client) -> str:
     return "my-first ran from busybox and said: I ran a container"
 
 
-@check("lifecycle", "`docker run -d` runs in the background, `--restart POLICY` sets the restart policy, "
-                   "and `sleep 3600` keeps a busybox container busy")
+@check("lifecycle", lesson=2,
+       hint="`docker run -d` runs in the background, `--restart POLICY` sets the restart policy, "
+            "and `sleep 3600` keeps a busybox container busy")
 def lifecycle(client) -> str:
-    """Lesson 2: a background container `ticker` that Docker restarts unless you stop it."""
+    """A background container `ticker` that Docker restarts unless you stop it."""
     c = _container(client, "ticker", running=True)
     policy = c.attrs["HostConfig"]["RestartPolicy"]["Name"]
     if policy != "unless-stopped":
         raise Missing(f"`ticker` runs, but its restart policy is `{policy or 'no'}`, "
-                      "not `unless-stopped`")
+            "not `unless-stopped`")
     return "ticker runs in the background and comes back unless you stop it"
 
 
-@check("ports", "`-p HOST_PORT:CONTAINER_PORT` publishes a port; the web server listens on 80")
+@check("ports", lesson=3,
+       hint="`-p HOST_PORT:CONTAINER_PORT` publishes a port; the web server listens on 80")
 def ports(client) -> str:
-    """Lesson 3: the web server `site`, running, with container port 80 on port 8081."""
+    """The web server `site`, running, with container port 80 on port 8081."""
     c = _container(client, "site", running=True)
     if "webserver" not in _image_of(client, c):
         raise Missing("container `site` was not made from the `webserver` image")
@@ -130,10 +154,11 @@ def ports(client) -> str:
     return "site serves its page on port 8081"
 
 
-@check("dockerfile", "in a folder of its own, a Dockerfile FROM busybox whose CMD echoes the text; "
-                     "then `docker build -t NAME:TAG .` there")
+@check("dockerfile", lesson=4,
+       hint="in a folder of its own, a Dockerfile FROM busybox whose CMD echoes the text; "
+            "then `docker build -t NAME:TAG .` there")
 def dockerfile(client) -> str:
-    """Lesson 4: an image greeting:1.0 whose default command prints Hello, whale!."""
+    """An image greeting:1.0 whose default command prints Hello, whale!."""
     from docker.errors import ImageNotFound
     try:
         client.images.get("greeting:1.0")
@@ -142,14 +167,15 @@ def dockerfile(client) -> str:
     out = _run(client, "greeting:1.0", None)
     if "Hello, whale!" not in out:
         raise Missing(f"`docker run greeting:1.0` prints {out.strip()[:60]!r}, "
-                      "not `Hello, whale!`")
+            "not `Hello, whale!`")
     return "greeting:1.0 says Hello, whale!"
 
 
-@check("volumes", "`docker volume create NAME`, then a container with `-v NAME:/some/dir` "
-                  "that writes the file into /some/dir")
+@check("volumes", lesson=5,
+       hint="`docker volume create NAME`, then a container with `-v NAME:/some/dir` "
+            "that writes the file into /some/dir")
 def volumes(client) -> str:
-    """Lesson 5: a volume `notes` holding todo.txt with `buy milk` in it."""
+    """A volume `notes` holding todo.txt with `buy milk` in it."""
     from docker.errors import ContainerError, NotFound
     try:
         client.volumes.get("notes")
@@ -165,9 +191,10 @@ def volumes(client) -> str:
     return "the volume notes keeps todo.txt, whatever container comes and goes"
 
 
-@check("networks", "`docker network create NAME`, then `docker run -d --network NAME ...`")
+@check("networks", lesson=6,
+       hint="`docker network create NAME`, then `docker run -d --network NAME ...`")
 def networks(client) -> str:
-    """Lesson 6: a user-defined network `shop` where `api` answers by its name."""
+    """A user-defined network `shop` where `api` answers by its name."""
     from docker.errors import NotFound
     try:
         net = client.networks.get("shop")
@@ -186,10 +213,11 @@ def networks(client) -> str:
     return "on the network shop, http://api/ reaches the api container by name"
 
 
-@check("compose", "add a `cache:` entry under `services:` in myapp/docker-compose.yml "
-                  "(with an image and a command), then `docker-compose up -d` in myapp")
+@check("compose", lesson=7,
+       hint="add a `cache:` entry under `services:` in myapp/docker-compose.yml "
+            "(with an image and a command), then `docker-compose up -d` in myapp")
 def compose(client) -> str:
-    """Lesson 7: the Compose project myapp runs its web service and a new `cache` service."""
+    """The Compose project myapp runs its web service and a new `cache` service."""
     running = client.containers.list(filters={"label": "com.docker.compose.project=myapp"})
     services = {c.labels.get("com.docker.compose.service"): c for c in running}
     if not services:
@@ -204,9 +232,10 @@ def compose(client) -> str:
     return "myapp runs web and cache together"
 
 
-@check("swarm", "`docker service create` takes `--name` and `--replicas`")
+@check("swarm", lesson=8,
+       hint="`docker service create` takes `--name` and `--replicas`")
 def swarm(client) -> str:
-    """Lesson 8: a Swarm service `hello` of the webserver image with 3 running replicas."""
+    """A Swarm service `hello` of the webserver image with 3 running replicas."""
     from docker.errors import NotFound
     try:
         svc = client.services.get("hello")
@@ -222,27 +251,70 @@ def swarm(client) -> str:
           if t["Status"]["State"] == "running"]
     if len(up) != 3:
         raise Missing(f"service `hello` has {len(up)} of 3 replicas running so far "
-                      "(give it a few seconds)")
+            "(give it a few seconds)")
     return "hello runs 3 replicas of webserver"
 
 
+def evaluate(name: str, client) -> tuple[bool, str]:
+    """Run the check `name` against `client`'s engine: (done, what to say). Not done:
+    the text says what is missing. A Docker error is not caught (the caller decides)."""
+    try:
+        return True, CHECKS[name].func(client)
+    except Missing as missing:
+        return False, str(missing)
+
+
 def run_check(name: str, out=sys.stdout) -> int:
-    """Run one check; print the verdict; return the exit status."""
-    func, hint, _ = CHECKS[name]
+    """Run one check; print the verdict; report it to the hub; return the exit status."""
+    exercise = CHECKS[name]
     try:
         client = engine_client()
     except Exception as exc:
         print(f"✘ whale-check could not reach your Docker engine: {exc}", file=out)
         return 2
     try:
-        praise = func(client)
-    except Missing as missing:
-        print(f"✘ Not yet: {missing}.\n  Hint: {hint}", file=out)
-        return 1
+        done, text = evaluate(name, client)
     finally:
         client.close()
-    print(f"✔ Well done: {praise}.", file=out)
-    return 0
+    if done:
+        print(f"✔ Well done: {text}.", file=out)
+    else:
+        print(f"✘ Not yet: {text}.\n  Hint: {exercise.hint}", file=out)
+    out.flush()
+    report(exercise, done, text)
+    return 0 if done else 1
+
+
+#: Where the hub's progress service takes results (the site sets it in learners' servers).
+PROGRESS_URL_VARIABLE = "WHALE_PROGRESS_URL"
+
+
+def report(exercise: Exercise, done: bool, detail: str, timeout: float = 5.0) -> bool:
+    """Tell the hub's progress service (whale_progress) what this check found, with this
+    server's own token. Outside a hub (no service named in the environment) nothing is
+    sent. A failure is one quiet line on stderr, never an error: the check's own
+    verdict above is what counts for the learner. For a hosted engine the service runs
+    the check again itself and records its own finding, not this one."""
+    url = os.environ.get(PROGRESS_URL_VARIABLE)
+    token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not url or not token or not url.startswith(("http://", "https://")):
+        return False
+    body = json.dumps({"lesson": exercise.lesson, "exercise": exercise.name,
+                       "passed": done, "detail": detail[:500]}).encode()
+    request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
+        url.rstrip("/") + "/api/results", data=body, method="POST",
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    # The service is on the hub's machine: never through a proxy of the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            answer.read()
+        return True
+    except Exception as exc:
+        why = getattr(exc, "reason", None) or exc
+        print(f"(whale-check: your teacher's progress page did not get this result: {why})",
+              file=sys.stderr)
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the exercises")
     args = parser.parse_args(argv)
     if args.list or not args.exercise:
-        for name, (_, _, doc) in CHECKS.items():
-            print(f"{name:16} {doc}")
+        for exercise in CHECKS.values():
+            print(f"{exercise.name:16} Lesson {exercise.lesson}: {exercise.summary}")
         return 0 if args.list else 2
     if args.exercise not in CHECKS:
         print(f"whale-check: no exercise called {args.exercise!r}; "
