@@ -8,13 +8,20 @@ the rest runs a real hub, real learners' servers and engines, and chromium."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import http.server
+import io
 import json
+import os
 import threading
+import time
+import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import nbformat
 import pytest
+import requests
 
 from whale_lessons import check
 from whale_progress import INSTRUCTORS_GROUP, READ_SCOPE, access
@@ -181,3 +188,227 @@ def test_whale_check_says_one_quiet_line_when_the_service_is_away(monkeypatch, c
     monkeypatch.delenv("WHALE_PROGRESS_URL")
     assert not check.report(check.CHECKS["ports"], True, "fine")
     assert capsys.readouterr().err == ""
+
+
+# -- through a real hub ----------------------------------------------------------------------
+hub_test = pytest.mark.hub
+SERVICE = "/services/whale-progress"
+
+
+def lesson_cells(number: int, tag: str) -> list[str]:
+    """The sources of lesson `number`'s code cells tagged `tag` (solution, check)."""
+    nb = nbformat.read(LESSONS[number - 1], as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code" and tag in c.metadata.get("tags", [])]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, host_docker, lesson_mirror):
+    """A hub as `whale up` runs it, with the progress service's port open to learners in
+    the host firewall (as `whale up` opens it), and lessons' images from the mirror."""
+    from hub_fixtures import Hub, ensure_images
+
+    from whale_hub.engine import free_port
+    from whale_site import firewall
+    from whale_site.registry import bridge_gateway
+
+    ensure_images()
+    port = free_port(bridge_gateway())
+    hub = Hub(tmp_path_factory.mktemp("progress-hub"), extra_env={
+        "WHALE_REGISTRY_MIRROR": lesson_mirror.url, "WHALE_PROGRESS_PORT": str(port)})
+    try:
+        mirror = urlparse(lesson_mirror.url)
+        firewall.install(hub.hub_port, mirror.port if mirror.hostname == hub.gateway else None,
+                         address=hub.gateway, owner=hub.firewall_owner, pid=os.getpid(),
+                         extra_ports={"whale-progress": port})
+        hub.progress_port = port
+        deadline = time.monotonic() + 60
+        while hub.session.get(f"{hub.url}{SERVICE}/api/progress", timeout=5).status_code != 403:
+            assert time.monotonic() < deadline, "whale-progress never answered:\n" + hub.log_tail()
+            time.sleep(0.2)
+        yield hub
+    finally:
+        hub.close()
+
+
+def token_for(hub, name: str) -> str:
+    """An API token of the learner's own that reaches the service (as their server's)."""
+    r = hub.api("POST", f"/users/{name}/tokens",
+                json={"scopes": ["access:services!service=whale-progress"], "note": "test"})
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+def service(hub, path: str, token: str | None = None, **kw) -> requests.Response:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return requests.get(f"{hub.url}{SERVICE}{path}", headers=headers, timeout=30,
+                        allow_redirects=False, **kw)
+
+
+def wait_result(hub, token: str, exercise: str, timeout: float = 90) -> dict:
+    """The learner's result for `exercise` once recorded and no check of it is running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = service(hub, "/api/progress", token)
+        assert r.status_code == 200, r.text
+        item = next(i for i in r.json()["exercises"] if i["exercise"] == exercise)
+        if item["status"] is not None and not item["checking"]:
+            return item
+        assert time.monotonic() < deadline, (item, hub.log_tail())
+        time.sleep(0.3)
+
+
+def kernel_curl(args: str) -> str:
+    """A curl of the service from the learner's own kernel, with their server's token."""
+    return ('curl -s -w "\\n%{http_code}" -H "Authorization: token $JUPYTERHUB_API_TOKEN" '
+            f'{args}; echo')
+
+
+@hub_test
+def test_a_hosted_learners_check_is_verified_by_the_hub(site):
+    ann = site.user("ann")
+    site.start(ann)
+    # What a learner's server is given: its own name and token, and the service's URL.
+    env = site.run(ann, 'echo "$JUPYTERHUB_USER|$WHALE_PROGRESS_URL|${JUPYTERHUB_API_TOKEN:+set}"')
+    assert env.strip() == (f"{ann}|http://{site.gateway}:{site.progress_port}"
+                           f"/services/whale-progress/|set")
+    (solution,) = lesson_cells(1, "solution")
+    check_cell = lesson_cells(1, "check")[-1]
+    out = site.run(ann, f"{solution}\n{check_cell}", timeout=180)
+    assert "✔ Well done: my-first ran from busybox and said: I ran a container." in out
+    assert "whale-check:" not in out  # the report reached the service: nothing to say
+    token = token_for(site, ann)
+    item = wait_result(site, token, "first-container")
+    assert item["status"] == "verified"
+    assert item["verified"] is True
+    assert item["self_reported"] is False
+    assert item["lesson"] == 1
+    assert item["last_source"] == "hub"
+    assert item["last_detail"] == "my-first ran from busybox and said: I ran a container"
+    # The learner's server token reads the same, from inside their notebook.
+    mine = site.run(ann, kernel_curl('"${WHALE_PROGRESS_URL}api/progress"'))
+    body, status = mine.strip().rsplit("\n", 1)
+    assert status == "200"
+    answer = json.loads(body)
+    assert answer["user"] == ann
+    assert answer["engine"] == "hosted"
+    assert [i["status"] for i in answer["exercises"] if i["exercise"] == "first-container"] == \
+        ["verified"]
+
+
+@hub_test
+def test_a_faked_pass_is_not_verified(site):
+    """The learner posts `passed: true` for lesson 2's exercise, not done, with their own
+    server's token: the hub checks their engine itself and records what it found."""
+    ann = site.user("ann")
+    fake = json.dumps({"lesson": 2, "exercise": "lifecycle", "passed": True,
+                       "detail": "ticker runs in the background and comes back unless you stop it"})
+    out = site.run(ann, kernel_curl(f"-X POST -H 'Content-Type: application/json' -d '{fake}' "
+                                    '"${WHALE_PROGRESS_URL}api/results"'))
+    body, status = out.strip().rsplit("\n", 1)
+    assert status == "202"
+    assert json.loads(body) == {"exercise": "lifecycle", "lesson": 2, "recorded_as": "verifying"}
+    item = wait_result(site, token_for(site, ann), "lifecycle")
+    assert item["status"] == "not-yet"
+    assert item["verified"] is False
+    assert item["last_source"] == "hub"
+    assert item["last_detail"] == "there is no container named `ticker`"
+    # Nor does a made-up exercise or a passed that is not true or false get in.
+    out = site.run(ann, kernel_curl("-X POST -d '{\"exercise\": \"everything\", \"passed\": true}' "
+                                    '"${WHALE_PROGRESS_URL}api/results"'))
+    body, status = out.strip().rsplit("\n", 1)
+    assert status == "400"
+    assert json.loads(body)["message"].startswith("There is no exercise called 'everything'")
+
+
+@hub_test
+def test_a_learner_is_refused_the_dashboard_and_others_progress(site):
+    ann, bea = site.user("ann"), site.user("bea")
+    token = token_for(site, ann)
+    other = service(site, f"/api/progress/{bea}", token)
+    assert other.status_code == 403
+    assert other.json()["message"] == (
+        f"You may read only your own progress, not {bea}'s: Only instructors (members of the "
+        "hub's `instructors` group) and admins see every learner's progress; your own is at "
+        "My progress.")
+    assert service(site, f"/api/progress/{ann}", token).status_code == 200
+    for path in ("/dashboard", "/dashboard.csv"):
+        page = service(site, path, token)
+        assert page.status_code == 403, path
+        assert f"<p class=\"message\">{access.NOT_INSTRUCTOR}</p>" in html.unescape(page.text)
+    # Signed in with a browser's session (the hub's OAuth), the same.
+    s = requests.Session()
+    s.trust_env = False
+    s.get(f"{site.url}/hub/login", timeout=10)
+    s.post(f"{site.url}/hub/login", data={"username": ann, "password": "whale",
+                                          "_xsrf": s.cookies.get("_xsrf")}, timeout=10)
+    page = s.get(f"{site.url}{SERVICE}/dashboard", timeout=30)
+    assert page.status_code == 403
+    assert access.NOT_INSTRUCTOR in html.unescape(page.text)
+    mine = s.get(f"{site.url}{SERVICE}/", timeout=30)
+    assert mine.status_code == 200
+    assert f"My progress, {ann}" in mine.text
+    assert "✔ verified" in mine.text
+    assert "Dashboard" not in mine.text
+    # Without any sign-in: one sentence, no redirect loop.
+    anonymous = service(site, "/api/progress")
+    assert anonymous.status_code == 403
+    assert anonymous.json()["message"] == access.NOT_SIGNED_IN
+
+
+@hub_test
+def test_results_from_an_own_engine_are_self_reported(site, tmp_path_factory, host_docker,
+                                                      lesson_mirror):
+    from engine_fixtures import start_engine
+    from hub_fixtures import learners_network
+
+    cy = site.user("cy")
+    network, subnet = learners_network(site, cy, host_docker)
+    own = start_engine("byoc-progress", tmp_path_factory, host_docker, network=network,
+                       network_ip=str(subnet.network_address + 200),
+                       registry_mirror=lesson_mirror.url)
+    try:
+        s = requests.Session()
+        s.trust_env = False
+        s.get(f"{site.url}/hub/login", timeout=10)
+        s.post(f"{site.url}/hub/login", data={"username": cy, "password": "whale",
+                                              "_xsrf": s.cookies.get("_xsrf")}, timeout=10)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for f in ("ca.pem", "cert.pem", "key.pem", "docker.env"):
+                z.write(own.bundle_dir / f, f)
+        s.get(f"{site.url}/hub/spawn/{cy}", timeout=10)
+        r = s.post(f"{site.url}/hub/spawn/{cy}", data={"engine": "byoc", "_xsrf": s.cookies.get("_xsrf")},
+                   files={"bundle": ("bundle.zip", buf.getvalue())}, timeout=60, allow_redirects=False)
+        assert r.status_code == 302, r.text[-2000:]
+        site.wait_ready(cy)
+        (solution,) = lesson_cells(1, "solution")
+        out = site.run(cy, f"{solution}\n{lesson_cells(1, 'check')[-1]}", timeout=180)
+        assert "✔ Well done" in out
+        item = wait_result(site, token_for(site, cy), "first-container")
+        assert item["status"] == "self-reported"
+        assert item["self_reported"] is True
+        assert item["verified"] is False
+        assert item["last_source"] == "learner"
+        mine = s.get(f"{site.url}{SERVICE}/", timeout=30)
+        assert "✔ self-reported" in mine.text
+        assert "You use your own Docker engine" in mine.text
+    finally:
+        own.remove()
+
+
+@hub_test
+def test_the_service_listens_only_where_learners_reach_the_hub(site):
+    """Like the hub's API: on the bridge gateway only, with its one port open to learners'
+    networks in the host firewall (tests/test_isolation.py proves the other ports shut)."""
+    import socket
+
+    from whale_site import firewall
+
+    for address in ("127.0.0.1", site.gateway):
+        with socket.socket() as s:
+            s.settimeout(2)
+            reached = s.connect_ex((address, site.progress_port)) == 0
+        assert reached == (address == site.gateway), address
+    rules = firewall.describe()
+    assert f"-d {site.gateway}/32 -p tcp -m tcp --dport {site.progress_port} " in rules
+    assert f"{site.firewall_owner} pid={os.getpid()} whale-progress" in rules

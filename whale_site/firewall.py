@@ -12,8 +12,10 @@ IPv4, table filter
                   (the hub and its proxy talking to a learner's server, the hub's
                   checks of an engine), and ICMP errors about them.
                2. one ACCEPT per port a site registered with install(): the hub's API
-                  (learners' servers report to the hub there) and the lesson registry
-                  mirror (engines pull lesson images there), on `address` when given.
+                  (learners' servers report to the hub there), the lesson registry
+                  mirror (engines pull lesson images there) and the site's other named
+                  ports (`extra_ports`: the progress service, where whale-check reports
+                  results), on `address` when given.
                3. DROP: everything else. No learner reaches the proxy's API, sshd, the
                   host's dockerd should it listen on TCP, the site's public port, other
                   sites' services, or any other port of any of the host's addresses.
@@ -189,12 +191,17 @@ def _locked():
 
 
 def install(hub_port: int, mirror_port: int | None = None, *, address: str | None = None,
-            owner: str = "site", pid: int | None = None) -> None:
-    """Apply the rules (idempotent), letting learners reach the hub's API port and the
-    registry mirror's port (on `address` only, if given) for `owner`; other owners'
-    ports stay. With `pid`, the owner's ports go when that process is gone."""
+            owner: str = "site", pid: int | None = None,
+            extra_ports: dict[str, int] | None = None) -> None:
+    """Apply the rules (idempotent), letting learners reach the hub's API port, the
+    registry mirror's port and `extra_ports` (what -> port, e.g. {"whale-progress": 8082})
+    (on `address` only, if given) for `owner`; other owners' ports stay. With `pid`, the
+    owner's ports go when that process is gone."""
     if not _OWNER_NAME.fullmatch(owner):
         raise ValueError(f"owner must match {_OWNER_NAME.pattern}: {owner!r}")
+    for what in extra_ports or {}:
+        if not _OWNER_NAME.fullmatch(what):
+            raise ValueError(f"a port's name must match {_OWNER_NAME.pattern}: {what!r}")
     if not _V4.binary or not _V4.restore:
         raise FirewallError("iptables is not installed (Debian package iptables)")
     if not _V4.has_chain("DOCKER-USER"):
@@ -202,7 +209,8 @@ def install(hub_port: int, mirror_port: int | None = None, *, address: str | Non
                             "(with its iptables rules) on this machine? (or not root?)")
     dest = f"-d {address}/32 " if address else ""
     mine = []
-    for what, port in (("hub-api", hub_port), ("registry-mirror", mirror_port)):
+    for what, port in (("hub-api", hub_port), ("registry-mirror", mirror_port),
+                       *(extra_ports or {}).items()):
         if port:
             mine.append(f"{dest}-p tcp -m tcp --dport {int(port)} "
                         f"{_comment(f'{_OWNER_TAG} {owner} pid={pid or 0} {what}')} -j ACCEPT")

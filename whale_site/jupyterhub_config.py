@@ -11,6 +11,11 @@ environment `whale up` prepares (see whale_site/site.py):
                            listens on (the Docker bridge gateway)
     WHALE_HUB_PORT         the hub's API port (8081)
     WHALE_PROXY_API_PORT   the proxy's API port, on 127.0.0.1 (8001)
+    WHALE_PROGRESS_PORT    the progress service's port, on WHALE_HUB_CONNECT_IP (the hub's
+                           API port + 1): learners' servers report checks there, so the
+                           host firewall must let learners reach it (whale_site/firewall.py)
+    WHALE_PROGRESS_DB_URL  the progress service's database (SQLite beside the hub's own)
+    WHALE_INSTRUCTORS      comma-separated names put in the `instructors` group at start
     WHALE_REGISTRY_MIRROR  lesson registry mirror for sandbox engines
     WHALE_PROVIDER         sandbox | byoc | choice
     WHALE_AUTH             firstuse (the default: the first sign-in with a new name sets
@@ -31,6 +36,7 @@ import os
 import sys
 
 from whale_core.layout import engines_dir, hub_dir
+from whale_progress import ACCESS_SCOPE, INSTRUCTORS_GROUP, READ_SCOPE, SERVICE_NAME
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
@@ -44,8 +50,9 @@ c.JupyterHub.bind_url = (f"http://{os.environ.get('WHALE_BIND_IP', '127.0.0.1')}
 # gateway (the host firewall lets learners' networks reach this port there, and nothing
 # outside the machine reaches that address); the proxy and hub services on the host
 # reach it there too.
-hub_api = (f"http://{os.environ.get('WHALE_HUB_CONNECT_IP', '172.17.0.1')}:"
-           f"{os.environ.get('WHALE_HUB_PORT', '8081')}")
+hub_ip = os.environ.get("WHALE_HUB_CONNECT_IP", "172.17.0.1")
+hub_port = int(os.environ.get("WHALE_HUB_PORT", "8081"))
+hub_api = f"http://{hub_ip}:{hub_port}"
 c.JupyterHub.hub_bind_url = hub_api
 c.JupyterHub.hub_connect_url = hub_api
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('WHALE_PROXY_API_PORT', '8001')}"
@@ -119,12 +126,53 @@ c.JupyterHub.load_roles = [{
     "scopes": ["list:users"],
     "services": ["whale-janitor"],
 }]
+
+# Lesson progress (whale_progress): whale-check in a learner's server reports each check
+# here with the server's own token; for a hosted engine the service runs the check again
+# itself with the hub's credentials and records that as verified. It listens beside the
+# hub's API, where learners' servers reach the host (the proxy routes browsers to it at
+# /services/whale-progress/). Instructors (the `instructors` group) and admins see
+# everyone at /services/whale-progress/dashboard.
+progress_url = f"http://{hub_ip}:{int(os.environ.get('WHALE_PROGRESS_PORT') or hub_port + 1)}"
+c.JupyterHub.services.append({
+    "name": SERVICE_NAME,
+    "url": progress_url,
+    "command": [sys.executable, "-m", "whale_progress", f"--state-dir={engines_dir()}",
+                "--db-url=" + os.environ.get("WHALE_PROGRESS_DB_URL",
+                                             f"sqlite:///{hub_state / 'whale-progress.sqlite'}")],
+    "display": True,  # in the hub's Services menu: "My progress" / the dashboard
+    "oauth_no_confirm": True,  # the site's own service
+    # Browsers' tokens for the service may carry the read scope (instructors hold it).
+    "oauth_client_allowed_scopes": [READ_SCOPE],
+})
+c.JupyterHub.custom_scopes = {READ_SCOPE: {
+    "description": "See learners' lesson progress in whale-progress (the instructors' dashboard)."}}
+c.JupyterHub.load_groups = {INSTRUCTORS_GROUP: {"users": [
+    name for name in os.environ.get("WHALE_INSTRUCTORS", "").split(",") if name]}}
+c.JupyterHub.load_roles += [{
+    # Every learner may use the service (their own progress page, and their server's reports).
+    "name": "user",
+    "scopes": ["self", ACCESS_SCOPE],
+}, {
+    "name": "whale-instructor",
+    "scopes": [READ_SCOPE, ACCESS_SCOPE],
+    "groups": [INSTRUCTORS_GROUP],
+}, {
+    "name": SERVICE_NAME,
+    "scopes": ["list:users", "read:users:name", "read:users:activity"],
+    "services": [SERVICE_NAME],
+}]
+# A learner's server token (JUPYTERHUB_API_TOKEN) may reach the service: the default
+# `server` role's scopes and that one.
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", ACCESS_SCOPE]
+c.Spawner.environment = {"WHALE_PROGRESS_URL": f"{progress_url}/services/{SERVICE_NAME}/"}
+
 token = os.environ.get("WHALE_ADMIN_TOKEN")
 if token:
     c.JupyterHub.services.append({"name": "whale-admin", "api_token": token})
     c.JupyterHub.load_roles.append({
         "name": "whale-admin",
         "scopes": ["admin:users", "admin:servers", "access:servers", "read:users",
-                   "admin:auth_state"],
+                   "admin:auth_state", "admin:groups", "tokens"],
         "services": ["whale-admin"],
     })
