@@ -55,8 +55,22 @@ def running() -> dict[int, str]:
     return found
 
 
+SESSION_VAR = "WHALE_TEST_SESSION"
+
+
 def pytest_sessionstart(session):
     _BEFORE.update(running())
+    # Every program this session starts inherits it: a session counts only its own,
+    # not those of another session running beside it.
+    os.environ[SESSION_VAR] = str(os.getpid())
+
+
+def _of_this_session(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"{SESSION_VAR}={os.getpid()}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def leftovers() -> dict[int, str]:
@@ -65,7 +79,7 @@ def leftovers() -> dict[int, str]:
     while True:
         left = {pid: cmd for pid, cmd in running().items()
                 if pid not in _BEFORE and pid != os.getpid() and OURS.search(cmd)
-                and "pytest" not in cmd}
+                and "pytest" not in cmd and _of_this_session(pid)}
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.5)

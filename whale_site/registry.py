@@ -42,7 +42,7 @@ import docker
 from whale_core.layout import registry_dir
 from whale_hub.engine import free_port
 
-from . import images
+from . import firewall, images
 
 REGISTRY_BINARY = "docker-registry"
 DEFAULT_PORT = 5000
@@ -161,7 +161,7 @@ class RegistryMirror:
         """
         for attempt in range(attempts):
             try:
-                return self._start(timeout)
+                return self._start(timeout)._admit_learners()
             except RuntimeError:
                 if attempt == attempts - 1 or not self._free_port:
                     raise
@@ -186,6 +186,22 @@ class RegistryMirror:
     def stop(self) -> None:
         """Stop our registry process (its storage is kept)."""
         _stop(self.pidfile)
+        if getattr(self, "_firewall_owner", None):
+            with contextlib.suppress(Exception):
+                firewall.remove(self._firewall_owner)
+            self._firewall_owner = None
+
+    def _admit_learners(self) -> RegistryMirror:
+        """Where a site's firewall guards learners' networks (a site is up on this
+        machine), let them reach this mirror too: the engines of `whale lesson test` (and
+        of the test suite) sit on such networks, and would otherwise be dropped."""
+        with contextlib.suppress(Exception):  # no iptables, not root: no firewall either
+            if firewall.owners():
+                owner = f"mirror-{self.port}"
+                firewall.install(None, self.port, address=self.address, owner=owner,
+                                 pid=os.getpid())
+                self._firewall_owner = owner
+        return self
 
     # -- content ------------------------------------------------------------------
     def has_image(self, name: str, tag: str = "latest") -> bool:
