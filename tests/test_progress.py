@@ -22,6 +22,8 @@ from urllib.parse import urlparse
 import nbformat
 import pytest
 import requests
+from browser import AVAILABLE as BROWSER
+from browser import MISSING as BROWSER_MISSING
 
 from whale_lessons import check
 from whale_progress import INSTRUCTORS_GROUP, READ_SCOPE, access
@@ -412,3 +414,94 @@ def test_the_service_listens_only_where_learners_reach_the_hub(site):
     rules = firewall.describe()
     assert f"-d {site.gateway}/32 -p tcp -m tcp --dport {site.progress_port} " in rules
     assert f"{site.firewall_owner} pid={os.getpid()} whale-progress" in rules
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from browser import start_chromium
+
+    profile = tmp_path_factory.mktemp("chromium-progress")
+    driver = start_chromium(profile / "p", size="1400,900")
+    yield driver
+    driver.quit()
+
+
+def _xhr(browser, path: str) -> tuple[int, str]:
+    """GET `path` as the dashboard's own script does: the page's session (the service's
+    cookie) and the page's xsrf token."""
+    return tuple(browser.execute_script(
+        "const x = new XMLHttpRequest(); x.open('GET', arguments[0], false);"
+        "x.setRequestHeader('X-XSRFToken',"
+        " document.querySelector('meta[name=whale-xsrf]').content);"
+        "x.send(); return [x.status, x.responseText];", path))
+
+
+@hub_test
+@pytest.mark.browser
+@pytest.mark.skipif(not BROWSER, reason=BROWSER_MISSING)
+def test_an_instructor_sees_everyone_on_the_dashboard(site, browser):
+    """After the tests above (ann verified on lesson 1 and refused a faked lesson 2; cy
+    self-reported on their own engine): a member of the `instructors` group, made one
+    through the hub's API, signs in with chromium and watches ann finish lesson 2."""
+    from browser import wait_until
+
+    ann, cy, teacher = site.user("ann"), site.user("cy"), site.user("teacher")
+    r = site.api("POST", f"/groups/{INSTRUCTORS_GROUP}/users", json={"users": [teacher]})
+    assert r.status_code == 200, r.text
+    # The dashboard's address sends a stranger through the hub's sign-in and back.
+    browser.get(f"{site.url}{SERVICE}/dashboard")
+    wait_until(lambda: browser.find_elements("id", "username_input"), 30,
+               message="the hub's sign-in page did not come")
+    browser.find_element("id", "username_input").send_keys(teacher)
+    browser.find_element("id", "password_input").send_keys("whale")
+    browser.find_element("id", "login_submit").click()
+
+    def cell(learner: str, exercise: str):
+        found = browser.find_elements(
+            "css selector", f'tr[data-learner="{learner}"] td[data-exercise="{exercise}"]')
+        return found[0] if found else None
+
+    try:
+        wait_until(lambda: cell(ann, "first-container"), 30)
+    except AssertionError:
+        raise AssertionError(f"no dashboard at {browser.current_url}:\n"
+                             f"{browser.find_element('tag name', 'body').text[:1500]}") from None
+    assert browser.current_url == f"{site.url}{SERVICE}/dashboard"
+    first = cell(ann, "first-container")
+    assert (first.text, first.get_attribute("class")) == ("✔ verified", "verified")
+    faked = cell(ann, "lifecycle")
+    assert (faked.text, faked.get_attribute("class")) == ("✘ not yet (1)", "not-yet")
+    own = cell(cy, "first-container")
+    assert (own.text, own.get_attribute("class")) == ("✔ self-reported", "self-reported")
+
+    def row_text(learner: str) -> list[str]:
+        return [td.text for td in browser.find_elements(
+            "css selector", f'tr[data-learner="{learner}"] td')]
+
+    assert row_text(cy)[2] == "own engine"
+    assert row_text(ann)[2].startswith("ok: Docker ")
+    assert row_text(ann)[1] != "never"
+    # ann does lesson 2's exercise now: the open dashboard shows it verified within seconds.
+    (solution,) = lesson_cells(2, "solution")
+    out = site.run(ann, f"{solution}\n{lesson_cells(2, 'check')[-1]}", timeout=120)
+    assert "✔ Well done" in out
+    try:
+        wait_until(lambda: (c := cell(ann, "lifecycle")) is not None and c.text == "✔ verified",
+                   30)
+    except AssertionError:
+        raise AssertionError("the dashboard did not show lesson 2 verified: "
+                             f"{row_text(ann)}\n{site.log_tail(3000)}") from None
+    # The CSV export, and one learner's progress, with the instructor's session.
+    status, text = _xhr(browser, "dashboard.csv")
+    assert status == 200
+    lines = text.splitlines()
+    assert lines[0] == ("learner,lesson,exercise,status,passed_at,last_checked,last_result,"
+                        "checked_by,attempts,detail")
+    assert any(line.startswith(f"{ann},1,first-container,verified,") and line.endswith(
+        ",passed,hub,1,my-first ran from busybox and said: I ran a container") for line in lines)
+    assert any(line.startswith(f"{ann},2,lifecycle,verified,") for line in lines)
+    assert any(line.startswith(f"{cy},1,first-container,self-reported,") for line in lines)
+    status, text = _xhr(browser, f"api/progress/{ann}")
+    assert status == 200
+    assert json.loads(text)["user"] == ann
+    assert [i["status"] for i in json.loads(text)["exercises"][:2]] == ["verified", "verified"]

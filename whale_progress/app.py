@@ -240,7 +240,11 @@ class DashboardPage(PageHandler):
             raise web.HTTPError(403, access.NOT_INSTRUCTOR)
         board = await self.progress.board()
         page = "board.html" if self.get_argument("fragment", "") else "dashboard.html"
-        self.render(page, prefix=self.settings["prefix"], **board)
+        # The page's own requests (its refresh) carry this: JupyterHub's OAuth takes a
+        # cookie from a script's request only with the xsrf token beside it.
+        xsrf = self.xsrf_token
+        self.render(page, prefix=self.settings["prefix"],
+                    xsrf=xsrf.decode() if isinstance(xsrf, bytes) else xsrf, **board)
 
 
 def _cell(text) -> str:
