@@ -248,6 +248,32 @@ class DockerKernel(KernelServer):
             return {"status": "incomplete", "indent": "  "}
         return {"status": "complete" if check.returncode == 0 else "invalid"}
 
+    # -- inspection (Shift+Tab) ----------------------------------------------------
+    def do_inspect(self, code, cursor_pos, detail_level=0):
+        """Help for what is under the cursor: `docker SUBCOMMAND --help` on a docker
+        line (it needs no engine), else bash's `help` for a builtin or `type` for the rest."""
+        line_start = code.rfind("\n", 0, cursor_pos) + 1
+        line_end = code.find("\n", cursor_pos)
+        line = code[line_start: line_end if line_end != -1 else len(code)]
+        upto = code[line_start:cursor_pos] + re.split(r"[\s;|&]", code[cursor_pos:], maxsplit=1)[0]
+        words = [w for w in re.split(r"[\s;|&]+", upto) if w]
+        if not words:
+            return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        if words[0] == "docker" and len(line.split()) >= 1:
+            sub = [w for w in words[1:] if re.fullmatch(r"[a-z][a-z-]*", w)][:2]
+            cmd = " ".join(["docker", *sub, "--help"])
+        else:
+            word = _sh_quote(words[-1])
+            cmd = f"help {word} 2>/dev/null || type -a {word} 2>/dev/null"
+        try:
+            text = self.bash.capture(cmd, timeout=3).strip("\n")
+        except Exception:
+            text = ""
+        text = _ANSI.sub("", text)
+        if not text:
+            return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        return {"status": "ok", "found": True, "data": {"text/plain": text}, "metadata": {}}
+
     # -- completion ---------------------------------------------------------------
     def do_complete(self, code, cursor_pos):
         head = code[:cursor_pos]
@@ -324,14 +350,12 @@ class CellOutput:
             self._emit(self.name, text)
 
     def _emit(self, name: str, text: str) -> None:
-        if name == "stderr":
-            self.send("stream", {"name": "stderr", "text": text})
-            return
-        # bash_kernel's display helpers announce rich output on a line of its own; its
-        # parser also ends a partial last line, so only use it then.
+        # bash_kernel's display helpers (display, displayHTML, …) announce rich output
+        # on a line of its own, on stderr; its parser also ends a partial last line, so
+        # only use it then.
         plain, rich = extract_contents(text) if "bash_kernel: saved" in text else (text, [])
         if plain:
-            self.send("stream", {"name": "stdout", "text": plain})
+            self.send("stream", {"name": name, "text": plain})
         for content in rich:
             if isinstance(content, Exception):
                 self.send("stream", {"name": "stderr", "text": str(content)})

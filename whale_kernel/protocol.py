@@ -80,6 +80,9 @@ class KernelServer:
         return {"matches": [], "cursor_start": cursor_pos, "cursor_end": cursor_pos,
                 "metadata": {}, "status": "ok"}
 
+    def do_inspect(self, code: str, cursor_pos: int, detail_level: int = 0) -> dict:
+        return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+
     def do_is_complete(self, code: str) -> dict:
         return {"status": "unknown"}
 
@@ -270,7 +273,9 @@ class KernelServer:
         return "is_complete_reply", self.do_is_complete(msg["content"]["code"])
 
     def _on_inspect_request(self, msg):
-        return "inspect_reply", {"status": "ok", "found": False, "data": {}, "metadata": {}}
+        c = msg["content"]
+        return "inspect_reply", self.do_inspect(c["code"], c.get("cursor_pos", len(c["code"])),
+                                                c.get("detail_level", 0))
 
     def _on_history_request(self, msg):
         return "history_reply", {"status": "ok", "history": []}
