@@ -45,10 +45,14 @@ class Hub:
         self.prefix = f"t{os.getpid()}{uuid.uuid4().hex[:4]}"
         self.gateway = bridge_gateway()
         self.hub_port = free_port(self.gateway)  # the hub's API listens there only
+        # The lesson-progress service listens beside it (whale_progress).
+        self.progress_port = int((extra_env or {}).get("WHALE_PROGRESS_PORT")
+                                 or free_port(self.gateway))
         self.proxy_api_port = free_port()
         env = dict(os.environ,
                    WHALE_STATE=str(state), WHALE_PORT=str(self.port), WHALE_BIND_IP="127.0.0.1",
                    WHALE_HUB_PORT=str(self.hub_port),
+                   WHALE_PROGRESS_PORT=str(self.progress_port),
                    WHALE_PROXY_API_PORT=str(self.proxy_api_port),
                    WHALE_HUB_CONNECT_IP=self.gateway, WHALE_AUTH="dummy",
                    WHALE_ADMIN_TOKEN=self.token, WHALE_PROVIDER="choice", WHALE_SWARM="0",
@@ -59,7 +63,8 @@ class Hub:
         self.firewall_owner = f"test-{self.prefix}"
         mirror = urlparse(env.get("WHALE_REGISTRY_MIRROR") or "")
         firewall.install(self.hub_port, mirror.port if mirror.hostname == self.gateway else None,
-                         address=self.gateway, owner=self.firewall_owner, pid=os.getpid())
+                         address=self.gateway, owner=self.firewall_owner, pid=os.getpid(),
+                         extra_ports={"whale-progress": self.progress_port})
         self.log = open(state / "hub.log", "w")  # noqa: SIM115 - the hub writes it until close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config or CONFIG)], cwd=state, env=env,

@@ -266,9 +266,10 @@ def test_a_learner_cannot_reach_another_learners_published_ports_or_engine(ada, 
 
 
 # -- the host ------------------------------------------------------------------------
-def test_learners_reach_the_hub_api_and_mirror_but_nothing_else_of_the_host(
+def test_learners_reach_the_hub_api_progress_and_mirror_but_nothing_else_of_the_host(
         hub, ada, lesson_mirror, host_listener, host_docker):
     allowed = {"hub-api": (hub.gateway, hub.hub_port),
+               "progress-service": (hub.gateway, hub.progress_port),
                "mirror": (lesson_mirror.address, lesson_mirror.port)}
     refused = {"proxy-api": (hub.gateway, hub.proxy_api_port),
                "host-service": (hub.gateway, host_listener),

@@ -17,7 +17,6 @@ import threading
 import time
 import zipfile
 from pathlib import Path
-from urllib.parse import urlparse
 
 import nbformat
 import pytest
@@ -209,20 +208,10 @@ def site(tmp_path_factory, host_docker, lesson_mirror):
     the host firewall (as `whale up` opens it), and lessons' images from the mirror."""
     from hub_fixtures import Hub, ensure_images
 
-    from whale_hub.engine import free_port
-    from whale_site import firewall
-    from whale_site.registry import bridge_gateway
-
     ensure_images()
-    port = free_port(bridge_gateway())
-    hub = Hub(tmp_path_factory.mktemp("progress-hub"), extra_env={
-        "WHALE_REGISTRY_MIRROR": lesson_mirror.url, "WHALE_PROGRESS_PORT": str(port)})
+    hub = Hub(tmp_path_factory.mktemp("progress-hub"),
+              extra_env={"WHALE_REGISTRY_MIRROR": lesson_mirror.url})
     try:
-        mirror = urlparse(lesson_mirror.url)
-        firewall.install(hub.hub_port, mirror.port if mirror.hostname == hub.gateway else None,
-                         address=hub.gateway, owner=hub.firewall_owner, pid=os.getpid(),
-                         extra_ports={"whale-progress": port})
-        hub.progress_port = port
         deadline = time.monotonic() + 60
         while hub.session.get(f"{hub.url}{SERVICE}/api/progress", timeout=5).status_code != 403:
             assert time.monotonic() < deadline, "whale-progress never answered:\n" + hub.log_tail()

@@ -64,6 +64,11 @@ def learner_state_dir(state_root: str | os.PathLike, unit: str) -> Path:
     return Path(state_root) / LEARNERS_DIR / unit
 
 
+def learner_engine_dir(state_root: str | os.PathLike, unit: str) -> Path:
+    """A sandbox engine's own state (TLS files, the learner's bundle in `bundle/`)."""
+    return learner_state_dir(state_root, unit) / "engine"
+
+
 def learner_runtime_dir(state_root: str | os.PathLike, unit: str) -> Path:
     """Hub-side directory of an uploaded bundle while the learner's server runs."""
     return Path(state_root) / RUNTIME_DIR / unit

@@ -22,15 +22,12 @@ from whale_core.layout import (
     ROLE_LABEL,
     RUNTIME_DIR,
     SITE_LABEL,
+    learner_engine_dir,
     read_owner,
     site_id_of,
 )
 from whale_core.names import engine_container
 from whale_lessons.check import evaluate
-
-#: Below a learner's directory, where SandboxProvider keeps its engine (TLS files and the
-#: learner's bundle: whale_hub/providers/sandbox.py, SandboxEngine.bundle_dir).
-ENGINE_SUBDIR = "engine"
 
 HOSTED, OWN, NONE = "hosted", "own", "none"
 
@@ -84,7 +81,7 @@ class EngineFinder:
                     continue
                 if container.status != "running":
                     continue
-                bundle_dir = self.state_dir / LEARNERS_DIR / unit / ENGINE_SUBDIR / "bundle"
+                bundle_dir = learner_engine_dir(self.state_dir, unit) / "bundle"
                 try:
                     bundle = CredentialBundle.load(bundle_dir)
                 except BundleError as exc:

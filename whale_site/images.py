@@ -71,6 +71,7 @@ def _source_digest(roots: list[Path] | None = None) -> str:
                  SITE_IMAGES / "hub",
                  SOURCE / "lessons"]
         roots += [SOURCE / p for p in ("whale_core", "whale_kernel", "whale_extension", "whale_hub",
+                                        "whale_progress",
                                         "whale_site", "whale_lessons")]
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())

@@ -65,19 +65,27 @@ def hub_port() -> int:
     return int(os.environ.get("WHALE_HUB_PORT", "8081"))
 
 
+def progress_port() -> int:
+    """The lesson-progress service's port, beside the hub's API: WHALE_PROGRESS_PORT, or
+    the hub's port + 1 (what whale_site/jupyterhub_config.py starts it on)."""
+    return int(os.environ.get("WHALE_PROGRESS_PORT") or hub_port() + 1)
+
+
 def firewall_owner() -> str:
     """This site's name among the firewall's owners (one per state directory)."""
     return f"site-{site_id_of(engines_dir())}"
 
 
 def install_firewall(mirror_url: str = "") -> None:
-    """Learners reach this site's hub API and the mirror on the bridge gateway, and
-    nothing else of the host, and no link-local address (whale_site/firewall.py)."""
+    """Learners reach this site's hub API, its progress service and the mirror on the
+    bridge gateway, and nothing else of the host, and no link-local address
+    (whale_site/firewall.py)."""
     gateway = bridge_gateway()
     mirror = urlparse(mirror_url) if mirror_url else None
     # A mirror elsewhere is reached through forwarding, not the host's INPUT.
     mirror_port = mirror.port if mirror and mirror.hostname == gateway else None
-    firewall.install(hub_port(), mirror_port, address=gateway, owner=firewall_owner())
+    firewall.install(hub_port(), mirror_port, address=gateway, owner=firewall_owner(),
+                     extra_ports={"whale-progress": progress_port()})
 
 
 def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",

@@ -8,7 +8,7 @@ from pathlib import Path
 import docker
 from docker.errors import NotFound
 
-from whale_core.layout import LEARNERS_DIR, learner_state_dir, read_owner, write_owner
+from whale_core.layout import LEARNERS_DIR, learner_engine_dir, learner_state_dir, read_owner, write_owner
 from whale_core.names import Owner, engine_container, learner_slug
 
 from ..engine import SandboxEngine
@@ -52,7 +52,8 @@ class SandboxProvider(EngineProvider):
             disk_limit=s.engine_disk_limit or None)
 
     def engine(self, host: docker.DockerClient) -> SandboxEngine:
-        return SandboxEngine(self.container_name, self.state / "engine", host=host,
+        return SandboxEngine(self.container_name,
+                             learner_engine_dir(self.spawner.state_dir, self.unit), host=host,
                              settings=self.settings())
 
     def engine_owner(self, host: docker.DockerClient, unit: str) -> Owner | None:
