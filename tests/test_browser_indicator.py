@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 import pytest
-from browser import AVAILABLE, MISSING, start_chromium
+from browser import AVAILABLE, MISSING, start_chromium, wait_until
 from bundle_corpus import zip_bytes
 from engine_fixtures import engine_client_for, engine_env, start_engine
 from extension_fixtures import bundle_files, engine_ip, free_port
@@ -207,15 +207,28 @@ def test_published_port_opens_from_the_indicator(chromium, notebook_server,
         client.close()
 
 
+def visible_label(driver, expected: str = "Docker: ok", timeout: float = 15) -> str:
+    """The top bar label's visible text once it is `expected` (or what it is at the end)."""
+    def shown():
+        text = driver.find_element("css selector",
+                                   ".jp-WhaleIndicator-top .jp-WhaleIndicator-label").text
+        return text if text == expected else None
+    try:
+        return wait_until(shown, timeout)
+    except AssertionError:
+        return driver.find_element("css selector",
+                                   ".jp-WhaleIndicator-top .jp-WhaleIndicator-label").text
+
+
 def test_indicator_turns_ok_then_down_in_notebook7(chromium, notebook_server,
                                                    browser_engine):
     chromium.get(f"{notebook_server}tree?token={TOKEN}")
     title = wait_for_state(chromium, "ok", timeout=30)
     assert "Docker engine: ok" in title
     assert browser_engine.docker_host in title
-    label = chromium.find_element("css selector",
-                                  ".jp-WhaleIndicator-top .jp-WhaleIndicator-label")
-    assert label.text == "Docker: ok"
+    # The label shows once the top bar is laid out (on a busy machine, a moment after
+    # the indicator's state is set): what a learner sees, so its visible text.
+    assert visible_label(chromium) == "Docker: ok"
     # Notebook 7 has no status bar: the top bar carries the indicator.
     assert not chromium.find_elements("css selector", ".jp-WhaleIndicator-statusbar")
 
@@ -225,7 +238,5 @@ def test_indicator_turns_ok_then_down_in_notebook7(chromium, notebook_server,
     took = time.monotonic() - stopped
     assert "Docker engine: down" in title
     assert browser_engine.docker_host in title
-    assert chromium.find_element(
-        "css selector", ".jp-WhaleIndicator-top .jp-WhaleIndicator-label").text == \
-        "Docker: down"
+    assert visible_label(chromium, "Docker: down") == "Docker: down"
     print(f"\nbrowser: indicator turned down {took:.1f} s after the engine stopped")
