@@ -392,6 +392,25 @@ def test_a_program_that_wants_a_terminal_still_gets_one(kernel):
     assert streams(run) == [("stdout", "terminal\nstderr apart\n")]
 
 
+def test_a_pull_the_mirror_cannot_serve_lists_what_it_holds(store, tls_engine, lesson_mirror):
+    """The engine reaches no registry (this machine is offline): one line names the image
+    and lists the class's mirror, as the spawner tells the server where it is."""
+    kernel = start_kernel(store, WHALE_REGISTRY_MIRROR=lesson_mirror.url)
+    try:
+        run = kernel.run("docker run --rm rackerlabs/whoa", timeout=60)
+    finally:
+        stop_kernel(kernel)
+    assert run.status == "error"
+    name, hint = streams(run)[-1]
+    assert name == "stderr"
+    hint = hint.strip().splitlines()[-1]
+    start = ("whale: rackerlabs/whoa:latest is not in the class's mirror, and your engine "
+             "reaches no other registry: the mirror holds ")
+    assert hint.startswith(start), hint
+    held = hint[len(start):].split(". For anything else")[0].split(", ")
+    assert {"busybox", "hello-world"} <= set(held), hint
+
+
 def test_real_docker_progress_is_clean(kernel):
     run = kernel.run("docker save hello-world | docker load")
     assert run.status == "ok", run.text

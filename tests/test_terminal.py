@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from whale_core.explain import explain_engine_error, explain_output, limit_hint
+from whale_core.explain import REGISTRY_HINT, explain_engine_error, explain_output, limit_hint, registry_hint
 from whale_kernel.terminal import TerminalScreen
 
 # `docker pull` on a TTY: one line per layer, then in-place updates.
@@ -125,3 +125,15 @@ def test_a_pull_from_an_unreachable_registry_says_why_in_one_line(output):
 def test_an_ordinary_error_gets_no_registry_hint():
     assert limit_hint("Error response from daemon: No such container: web") is None
     assert limit_hint("curl: (6) Could not resolve host: example.org") is None
+
+
+def test_the_registry_hint_names_the_image_and_what_the_mirror_holds():
+    output = ("Unable to find image 'rackerlabs/whoa:latest' locally\ndocker: Error response from "
+              'daemon: Get "https://registry-1.docker.io/v2/": dial tcp: lookup '
+              "registry-1.docker.io on 127.0.0.11:53: no such host.")
+    assert registry_hint(output, ["busybox", "hello-world", "webserver"]) == (
+        "whale: rackerlabs/whoa:latest is not in the class's mirror, and your engine reaches no "
+        "other registry: the mirror holds busybox, hello-world, webserver. For anything else, "
+        "build it from a Dockerfile (FROM busybox).")
+    # The mirror could not be asked: what it is for, as before.
+    assert registry_hint("lookup registry-1.docker.io: no such host", None) == REGISTRY_HINT

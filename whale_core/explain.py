@@ -167,6 +167,27 @@ _LIMITS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+REGISTRY_HINT = _LIMITS[-1][1]
+_WANTED_IMAGE = re.compile(r"Unable to find image '([^']+)' locally|"
+                           r"(?:pull access denied for|manifest for) ([\w./:@-]+)")
+
+
+def registry_hint(text: str, held: list[str] | None) -> str:
+    """The registry hint, naming the image `text` asked for (when it says) and what the
+    class's mirror holds (`held`: its repositories, when it could be asked)."""
+    m = _WANTED_IMAGE.search(text)
+    image = (m.group(1) or m.group(2)) if m else None
+    holds = (", ".join(held[:20]) + (", …" if len(held) > 20 else "")) if held else \
+        "the images the lessons use (hello-world, busybox, …)"
+    if image:
+        start = (f"whale: {image} is not in the class's mirror, and your engine reaches no "
+                 f"other registry: the mirror holds {holds}.")
+    else:
+        start = ("whale: your engine cannot reach that registry: it pulls through the "
+                 f"class's mirror, which holds {holds}.")
+    return start + " For anything else, build it from a Dockerfile (FROM busybox)."
+
+
 def limit_hint(text: str) -> str | None:
     """One line naming the engine limit that `text` (a cell's output) shows was hit."""
     return next((hint for pattern, hint in _LIMITS if pattern.search(text)), None)

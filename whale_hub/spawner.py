@@ -400,6 +400,9 @@ class WhaleSpawner(DockerSpawner):
     def get_env(self):
         env = super().get_env()
         env.update(self.extra_env)
+        if self.registry_mirror:
+            # The kernel lists what the class's mirror holds when a pull fails.
+            env["WHALE_REGISTRY_MIRROR"] = self.registry_mirror
         return env
 
     async def create_object(self):

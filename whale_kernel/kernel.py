@@ -7,16 +7,18 @@ protocol is served by the lean KernelServer.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
 import time
+import urllib.request
 from typing import ClassVar
 
 from whale_core.bundle import CredentialBundle
 from whale_core.envfile import parse_env
 from whale_core.errors import BundleError
-from whale_core.explain import NO_ENGINE_HOST, explain_output, limit_hint
+from whale_core.explain import NO_ENGINE_HOST, REGISTRY_HINT, explain_output, limit_hint, registry_hint
 from whale_core.store import default_store
 
 from . import __version__
@@ -140,6 +142,26 @@ class DockerKernel(KernelServer):
         self._known_display_ids.add(display_id)
         self.send_response(self.iopub_socket, kind, content)
 
+    def _mirror_holds(self) -> list[str] | None:
+        """The repositories of the class's mirror (WHALE_REGISTRY_MIRROR, which the
+        spawner sets), asked once a minute at most; None if it cannot be asked."""
+        url = os.environ.get("WHALE_REGISTRY_MIRROR", "").rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            return None
+        cached = getattr(self, "_mirror_cache", None)
+        if cached and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        try:
+            # The site's own mirror (http(s), checked above), never through a proxy.
+            direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with direct.open(f"{url}/v2/_catalog?n=200", timeout=1.5) as r:
+                names = json.load(r).get("repositories") or []
+            held = sorted({n.removeprefix("library/") for n in names if isinstance(n, str)})
+        except (OSError, ValueError):
+            held = None
+        self._mirror_cache = (time.monotonic(), held)
+        return held
+
     def _send_output(self, kind: str, content: dict) -> None:
         if kind == "display_id":
             self._send_content_to_display_id(content)
@@ -157,10 +179,15 @@ class DockerKernel(KernelServer):
         host = self._docker_env.get("DOCKER_HOST")
 
         hints: list[str] = []
+        recent: list[str] = []   # the cell's last output, for the image a pull wanted
 
         def explained(text: str) -> str:
             text = explain_output(text.replace("\r\n", "\n"), host)
+            recent.append(text[-4096:])
+            del recent[:-8]
             hint = limit_hint(text)
+            if hint == REGISTRY_HINT:
+                hint = registry_hint("".join(recent), self._mirror_holds())
             if hint and hint not in hints:
                 hints.append(hint)
             return text
