@@ -114,7 +114,10 @@ class Hub:
                 if line and line.startswith("data:"):
                     event = json.loads(line[5:])
                     events.append(event)
-                    if event.get("ready") or event.get("failed"):
+                    if event.get("failed"):
+                        raise AssertionError(f"{name}'s spawn failed: {event.get('message')}"
+                                             "\nhub log:\n" + self.log_tail())
+                    if event.get("ready"):
                         break
         self.wait_ready(name, timeout)
         return events

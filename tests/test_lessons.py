@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -83,6 +84,20 @@ def test_lesson_structure(path):
         assert solution.metadata.get("jupyter", {}).get("source_hidden") is True
     # Every cell that ran has stored outputs to compare (recorded with `whale lesson record`).
     assert all(c.execution_count for c in cells)
+    # ... and they are what a learner sees: recorded with the learners' CLI, not a newer
+    # one of the recording machine (which adds a stderr stream to every build).
+    assert "The legacy builder is deprecated" not in json.dumps([c.outputs for c in cells])
+
+
+def test_lessons_run_with_the_learners_docker_cli(tmp_path):
+    """The runner puts Debian 12's docker.io CLI (the single-user image's) first on PATH."""
+    path = lessons.learner_path(tmp_path, f"/usr/local/bin{os.pathsep}/usr/bin")
+    found = shutil.which("docker", path=path)
+    assert found and os.path.realpath(found) == os.path.realpath(lessons.LEARNER_CLI), found
+    image = (lessons.images.SITE_IMAGES / "singleuser" / "Dockerfile").read_text()
+    assert re.search(r"apt-get install[^&]*\bdocker\.io\b", image)
+    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
+    assert version.startswith("Docker version 20.10."), version
 
 
 def test_lesson_new_scaffolds_the_house_structure(tmp_path):

@@ -144,6 +144,25 @@ it tells you what is still missing.
 
 
 # -- a fresh engine per lesson ------------------------------------------------------------
+# The Docker CLI learners have: Debian 12's docker.io, as in images/singleuser (and
+# scripts/bootstrap.sh installs it here). Lessons are recorded and tested with it, so their
+# outputs are what a learner sees, whichever newer CLI comes first on this machine's PATH
+# (a CLI 23+ prints "DEPRECATED: The legacy builder…" on stderr for every `docker build`).
+LEARNER_CLI = Path("/usr/bin/docker")
+
+
+def learner_path(workdir: Path, path: str) -> str:
+    """PATH with the learners' Docker CLI first (when this machine has it)."""
+    if not LEARNER_CLI.exists():
+        return path
+    bin_dir = workdir / "learner-cli"
+    bin_dir.mkdir(exist_ok=True)
+    link = bin_dir / "docker"
+    if not link.is_symlink():
+        link.symlink_to(LEARNER_CLI)
+    return f"{bin_dir}{os.pathsep}{path}"
+
+
 @contextmanager
 def lesson_engine(name: str, mirror: RegistryMirror, workdir: Path, swarm: bool = False,
                   host=None, labels: dict[str, str] | None = None):
@@ -155,7 +174,8 @@ def lesson_engine(name: str, mirror: RegistryMirror, workdir: Path, swarm: bool 
         engine.start(timeout=60)
         store = CredentialStore(workdir / "credentials")
         store.install_directory(engine.bundle_dir)
-        env = dict(os.environ, WHALE_CREDENTIALS=str(store.root))
+        env = dict(os.environ, WHALE_CREDENTIALS=str(store.root),
+                   PATH=learner_path(workdir, os.environ.get("PATH", os.defpath)))
         # requests lets REQUESTS_CA_BUNDLE override a client's own CA, so tools built on
         # it (docker-compose v1) would check the engine's certificate against this
         # machine's proxy CA and fail. Lessons reach nothing beyond the engine.
