@@ -27,6 +27,7 @@ from browser import MISSING as BROWSER_MISSING
 from whale_lessons import check
 from whale_progress import INSTRUCTORS_GROUP, READ_SCOPE, access
 from whale_progress.app import _cell
+from whale_progress.lessons import lesson_states
 from whale_progress.store import ProgressStore
 
 LESSONS = sorted((Path(__file__).resolve().parent.parent / "lessons").glob("[0-9][0-9]-*.ipynb"))
@@ -137,6 +138,31 @@ def test_each_lesson_checks_only_its_own_exercises():
                 assert check.CHECKS[name].lesson == number, (path.name, name)
                 seen.add(name)
     assert seen == set(check.CHECKS)
+
+
+def test_a_lesson_is_not_started_in_progress_or_done():
+    """From the exercises' results: nothing recorded, something recorded (a pass or not
+    yet), every exercise passed; a done lesson is verified only if the hub checked all."""
+    def ex(lesson, name, status):
+        return {"lesson": lesson, "exercise": name, "status": status, "summary": name}
+
+    states = lesson_states([
+        ex(1, "a", "verified"), ex(1, "b", "verified"),
+        ex(2, "c", "verified"), ex(2, "d", None),
+        ex(3, "e", "not-yet"),
+        ex(4, "f", None),
+        ex(5, "g", "verified"), ex(5, "h", "self-reported"),
+    ])
+    assert [(s["lesson"], s["status"], s["passed"], s["verified"], s["self_reported"])
+            for s in states] == [
+        (1, "done", 2, True, False),
+        (2, "in-progress", 1, False, False),
+        (3, "in-progress", 0, False, False),
+        (4, "not-started", 0, False, False),
+        (5, "done", 2, False, True),
+    ]
+    assert states[1]["exercises"] == [{"exercise": "c", "status": "verified", "summary": "c"},
+                                      {"exercise": "d", "status": None, "summary": "d"}]
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

@@ -1,4 +1,5 @@
-"""The How to Whale server extension: engine health, credentials, published ports."""
+"""The How to Whale server extension: engine health, credentials, published ports, and the
+learner's lesson progress (from the hub's whale-progress service)."""
 from __future__ import annotations
 
 import ipaddress
@@ -12,6 +13,7 @@ from whale_core.store import CredentialStore
 
 from .api_handlers import CredentialsHandler, HealthHandler, PortsHandler, ReloadHandler
 from .engine import EngineMonitor, engine_hostname
+from .progress import ProgressClient, ProgressHandler
 from .proxy import PortProxyHandler
 
 
@@ -92,6 +94,7 @@ class WhaleExtension(ExtensionApp):
     ).tag(config=True)
 
     monitor: EngineMonitor
+    progress: ProgressClient
 
     def initialize_settings(self):
         self.store = CredentialStore(self.credentials_dir)
@@ -106,6 +109,7 @@ class WhaleExtension(ExtensionApp):
             self.store, timeout=self.health_timeout, cache_seconds=self.health_cache_seconds,
             ports_cache_seconds=self.ports_cache_seconds,
             expiry_warning_days=self.expiry_warning_days, log=self.log)
+        self.progress = ProgressClient()
         self.log.info("whale: credentials store %s, reload source %s", self.store.root,
                       self.credentials_source or "(none)")
 
@@ -115,6 +119,7 @@ class WhaleExtension(ExtensionApp):
             (r"/whale/api/credentials", CredentialsHandler),
             (r"/whale/api/credentials/reload", ReloadHandler),
             (r"/whale/api/ports", PortsHandler),
+            (r"/whale/api/progress", ProgressHandler),
             (r"/whale/proxy/(\d{1,5})(/.*)?", PortProxyHandler),
         ])
 

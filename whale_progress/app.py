@@ -7,7 +7,8 @@ Routes, below the service's prefix (/services/whale-progress/):
     GET  ./dashboard            every learner by every exercise, last activity, engine
                                 health (instructors and admins; 403 for others)
     GET  ./dashboard.csv        the same results, one row per learner and exercise
-    GET  ./api/progress         the caller's own progress (JSON)
+    GET  ./api/progress         the caller's own progress (JSON): each exercise, and each
+                                lesson not started, in progress or done (lessons.py)
     GET  ./api/progress/NAME    NAME's progress (NAME themselves, instructors, admins)
     POST ./api/results          {exercise, passed, detail[, lesson]}: a learner's server
                                 reports a check it ran (token only, never a cookie)
@@ -50,6 +51,7 @@ from whale_lessons.check import CHECKS
 
 from . import SERVICE_NAME, access
 from .engines import HOSTED, NONE, OWN, EngineFinder, LearnerEngine, health, verify
+from .lessons import lesson_states
 from .store import ProgressStore, Result
 
 log = logging.getLogger(SERVICE_NAME)
@@ -126,7 +128,7 @@ class Progress:
                                                     "self_reported": False}
             item.update(summary=ex.summary, checking=(username, ex.name) in self.checking)
             items.append(item)
-        out = {"user": username, "exercises": items}
+        out = {"user": username, "exercises": items, "lessons": lesson_states(items)}
         if engine is not None:
             out["engine"] = engine.kind
         return out

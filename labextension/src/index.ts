@@ -7,7 +7,8 @@
  * Clicking it shows the details and links to the ports the learner's containers
  * publish (opened through the server's `whale/proxy/<port>/`). Commands: "Reload
  * Docker credentials" (the bundle dropped on disk for the server) and "Upload Docker
- * credentials…" (a bundle file from the learner's computer).
+ * credentials…" (a bundle file from the learner's computer). Each lesson's state in
+ * the file browser, and "My progress" in the Help menu: ./lessons.ts.
  */
 import {
   JupyterFrontEnd,
@@ -23,6 +24,8 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
+
+import lessonPlugins from './lessons';
 
 const PLUGIN_ID = '@howtowhale/whale-indicator:plugin';
 const RELOAD_COMMAND = 'whale:reload-credentials';
@@ -326,4 +329,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, ...lessonPlugins];
