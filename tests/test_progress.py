@@ -520,3 +520,159 @@ def test_an_instructor_sees_everyone_on_the_dashboard(site, browser):
     assert status == 200
     assert json.loads(text)["user"] == ann
     assert [i["status"] for i in json.loads(text)["exercises"][:2]] == ["verified", "verified"]
+
+
+# -- the learner's own view: their server's whale/api/progress, and the file browser ------
+@pytest.fixture(scope="module")
+def dee(site):
+    """A learner who did lesson 1's exercise (the hub verified it) and ran lesson 2's
+    check before doing it (not yet); lessons 3 to 8 untouched."""
+    dee = site.user("dee")
+    site.start(dee)
+    (solution,) = lesson_cells(1, "solution")
+    out = site.run(dee, f"{solution}\n{lesson_cells(1, 'check')[-1]}", timeout=180)
+    assert "✔ Well done" in out, out
+    out = site.run(dee, lesson_cells(2, "check")[-1], timeout=60)
+    assert "✘ Not yet" in out, out
+    token = token_for(site, dee)
+    assert wait_result(site, token, "first-container")["status"] == "verified"
+    assert wait_result(site, token, "lifecycle")["status"] == "not-yet"
+    return dee
+
+
+def server_token(hub, name: str) -> str:
+    """A token of `name`'s that reaches their own server (as their browser's session)."""
+    r = hub.api("POST", f"/users/{name}/tokens",
+                json={"scopes": [f"access:servers!user={name}"], "note": "test"})
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+@hub_test
+def test_a_learners_server_tells_its_owner_their_own_lessons(site, dee):
+    """whale/api/progress: the server asks the service with its own token; callers need
+    access to that server, and whoever asks gets the owner's progress, nobody else's."""
+    bea = site.user("bea")
+    url = f"{site.url}/user/{dee}/whale/api/progress"
+
+    def get(token: str | None) -> requests.Response:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return requests.get(url, params={"path": "lessons"}, headers=headers, timeout=30,
+                            allow_redirects=False)
+
+    assert get(None).status_code == 403
+    assert get(server_token(site, bea)).status_code == 403  # bea's token, dee's server
+    answer = get(server_token(site, dee))
+    assert answer.status_code == 200, answer.text
+    mine = answer.json()
+    assert (mine["user"], mine["engine"]) == (dee, "hosted")
+    states = {entry["lesson"]: entry for entry in mine["lessons"]}
+    assert sorted(states) == sorted({e.lesson for e in check.CHECKS.values()})
+    assert (states[1]["status"], states[1]["verified"], states[1]["self_reported"]) == \
+        ("done", True, False)
+    assert states[1]["exercises"] == [{"exercise": "first-container", "status": "verified",
+                                       "summary": check.CHECKS["first-container"].summary}]
+    assert (states[2]["status"], states[2]["passed"]) == ("in-progress", 0)
+    assert {states[n]["status"] for n in states if n > 2} == {"not-started"}
+    assert [(f["path"], f["lesson"]) for f in mine["files"]] == [
+        (f"lessons/{p.name}", int(p.name[:2])) for p in LESSONS]
+    # An admin reaching dee's server reads dee's progress: the server never asks for
+    # anyone but its owner (nothing of the request is passed to the service).
+    admin = requests.get(url, headers={"Authorization": f"token {site.token}"}, timeout=30)
+    assert admin.status_code == 200
+    assert admin.json()["user"] == dee
+    assert admin.json()["files"] == []  # no path: the server's root holds no lessons
+
+
+def _item(browser, name: str):
+    """The file browser's item of the file `name`."""
+    for node in browser.find_elements("css selector", ".jp-DirListing-item"):
+        text = node.find_elements("css selector", ".jp-DirListing-itemText")
+        if text and text[0].text == name:
+            return node
+    return None
+
+
+def _badge(browser, name: str) -> tuple[str | None, str, str, str, str] | None:
+    """(status attribute, item classes, badge text, badge kind, badge tooltip)."""
+    node = _item(browser, name)
+    if node is None:
+        return None
+    badge = node.find_elements("css selector", ".jp-WhaleLesson-badge")
+    return (node.get_attribute("data-whale-lesson-status"), node.get_attribute("class"),
+            badge[0].text if badge else "", badge[0].get_attribute("data-kind") if badge else "",
+            badge[0].get_attribute("title") if badge else "")
+
+
+@hub_test
+@pytest.mark.browser
+@pytest.mark.skipif(not BROWSER, reason=BROWSER_MISSING)
+def test_a_learner_sees_each_lesson_not_started_in_progress_or_done(site, dee, browser):
+    """Notebook 7's file browser, as dee sees it in chromium: lesson 1 done (verified),
+    lesson 2 in progress, lesson 3 not started; then dee does lesson 2's exercise and the
+    open listing shows it done without a reload. Help > My progress opens the hub's page."""
+    from browser import wait_until
+
+    browser.get(f"{site.url}/hub/login")
+    browser.delete_all_cookies()  # whoever signed in before (the teacher)
+    browser.get(f"{site.url}/hub/login")
+    wait_until(lambda: browser.find_elements("id", "username_input"), 30)
+    browser.find_element("id", "username_input").send_keys(dee)
+    browser.find_element("id", "password_input").send_keys("whale")
+    browser.find_element("id", "login_submit").click()
+    wait_until(lambda: "/hub/login" not in browser.current_url, 30)
+    browser.get(f"{site.url}/user/{dee}/tree/lessons")
+    first, second, third = (p.name for p in LESSONS[:3])
+    try:
+        wait_until(lambda: (b := _badge(browser, first)) and b[0], 60)
+    except AssertionError:
+        raise AssertionError(f"no lesson badges at {browser.current_url}:\n"
+                             f"{browser.find_element('tag name', 'body').text[:1500]}\n"
+                             f"{browser.get_log('browser')[-10:]}") from None
+    status, classes, text, kind, title = _badge(browser, first)
+    assert status == "done"
+    assert {"jp-WhaleLesson", "jp-WhaleLesson-done"} <= set(classes.split())
+    assert (text, kind) == ("✔ done", "verified")
+    title1 = nbformat.read(LESSONS[0], as_version=4).metadata["howtowhale"]["title"]
+    assert title.splitlines() == [
+        f"Lesson 1: {title1}: done, verified by the hub",
+        f"• {check.CHECKS['first-container'].summary}: ✔ verified (checked by the hub on "
+        "your engine)"]
+    status, classes, text, kind, title = _badge(browser, second)
+    assert (status, text) == ("in-progress", "◐ in progress")
+    assert "jp-WhaleLesson-in-progress" in classes.split()
+    assert "in progress, 0 of 1 exercises passed" in title
+    assert title.endswith(": ✘ not yet")
+    status, classes, text, kind, title = _badge(browser, third)
+    assert (status, text, kind) == ("not-started", "not started", "none")
+    assert "jp-WhaleLesson-not-started" in classes.split()
+    # Not a lesson: no badge, no class.
+    readme = _badge(browser, "README.md")
+    assert readme is not None
+    assert readme[0] is None
+    assert "jp-WhaleLesson" not in readme[1].split()
+    assert readme[2] == ""
+    # dee does lesson 2's exercise in a notebook: the open listing turns it done.
+    (solution,) = lesson_cells(2, "solution")
+    assert "✔ Well done" in site.run(dee, f"{solution}\n{lesson_cells(2, 'check')[-1]}",
+                                     timeout=120)
+    try:
+        wait_until(lambda: (_badge(browser, second) or ("",))[0] == "done", 45)
+    except AssertionError:
+        raise AssertionError(f"lesson 2 still {_badge(browser, second)}") from None
+    assert _badge(browser, second)[2:4] == ("✔ done", "verified")
+    # Help > My progress: the hub's page of dee's progress, in a new tab.
+    browser.find_element("xpath", "//*[contains(@class,'lm-MenuBar-itemLabel')][text()='Help']").click()
+    item = wait_until(lambda: browser.find_elements(
+        "xpath", "//*[contains(@class,'lm-Menu-itemLabel')][text()='My progress']"), 10)
+    tabs = set(browser.window_handles)
+    item[0].click()
+    new = wait_until(lambda: set(browser.window_handles) - tabs, 10)
+    browser.switch_to.window(new.pop())
+    try:
+        wait_until(lambda: f"My progress, {dee}" in browser.find_element("tag name", "body").text,
+                   30)
+        assert browser.current_url == f"{site.url}{SERVICE}/"
+    finally:
+        browser.close()
+        browser.switch_to.window(next(iter(tabs)))
