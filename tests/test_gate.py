@@ -485,10 +485,9 @@ def test_a_body_over_1_mib_is_refused_with_413():
     ("POST", "/v1.41/plugins/evil/enable", "installing or changing engine plugins"),
     ("POST", "/v1.41/plugins/evil/push", "installing or changing engine plugins"),
     ("DELETE", "/v1.41/plugins/evil", "installing or changing engine plugins"),
-    ("POST", "/session", "BuildKit is not enabled on this classroom engine; the classic builder is used"),
-    ("POST", "/v1.41/session", "BuildKit is not enabled on this classroom engine"),
-    ("POST", "/grpc", "BuildKit is not enabled on this classroom engine"),
-    ("POST", "/v1.41/build/cancel?id=x", "BuildKit is not enabled"),
+    ("POST", "/v1.41/session/abc", "the API call POST /session/abc"),
+    ("POST", "/v1.41/grpc/moby.buildkit.v1.Control/Solve", "the API call POST /grpc/moby.buildkit"),
+    ("POST", "/v1.41/build/abc", "the API call POST /build/abc"),
 ])
 def test_paths_and_endpoints_off_the_list_are_refused(method, target, text):
     refused(decide(method, target, b"{}" if method in ("POST", "PUT") else None), text)
@@ -722,12 +721,57 @@ def test_network_create_rules(body, text):
     ("cgroupparent=/", "choosing the build's cgroup parent"),
     ("isolation=hyperv", "choosing the build's isolation"),
     ("securityopt=seccomp%3Dunconfined", "security options on a build"),
-    ("version=2", "BuildKit is not enabled on this classroom engine; the classic builder is used"),
-    ("session=abc", "BuildKit is not enabled"),
+    ("version=3", 'the builder version "3"'),
     ("t=a&networkmode=host&networkmode=default", 'the query parameter "networkmode" given twice'),
 ])
 def test_build_rules(query, text):
     refused(decide("POST", f"/v1.41/build?{query}", None, {"Content-Type": "application/x-tar"}), text)
+
+
+def test_a_buildkit_build_through_the_classic_endpoint_keeps_the_build_rules():
+    """docker build with BuildKit from a CLI without buildx: version 2 and a session."""
+    tar = {"Content-Type": "application/x-tar"}
+    d = allowed(decide("POST", "/v1.45/build?version=2&session=s1&buildid=b1&t=x", None, tar))
+    assert "version=2" in d.query and "session=s1" in d.query and "buildid=b1" in d.query
+    allowed(decide("POST", "/v1.45/build/cancel?id=b1", None))
+    refused(decide("POST", "/v1.45/build?version=2&session=s1&networkmode=host", None, tar),
+            "sharing the engine's namespace in a build (docker build --network=host)")
+
+
+H2C = [("Connection", "Upgrade"), ("Upgrade", "h2c")]
+SESSION = [("X-Docker-Expose-Session-Uuid", "u1"), ("X-Docker-Expose-Session-Name", "ctx"),
+           ("X-Docker-Expose-Session-Sharedkey", "k")]
+METHODS = [("X-Docker-Expose-Session-Grpc-Method", f"/moby.filesync.v1.FileSync/{m}")
+           for m in ("DiffCopy", "TarStream")]
+
+
+def test_buildkit_connections_pass_as_h2c_upgrades_with_their_session_headers():
+    """BuildKit (buildx's docker driver): the builder's gRPC API on /grpc, and the client's
+    session on /session, each an HTTP/2 connection after an upgrade to h2c."""
+    grpc = allowed(decide("POST", "/v1.45/grpc", None, [("Host", "docker"), *H2C]))
+    assert grpc.hijack and grpc.path == "/v1.45/grpc"
+    assert ("Upgrade", "h2c") in grpc.headers and ("Connection", "Upgrade") in grpc.headers
+    session = allowed(decide("POST", "/v1.45/session", None, [*H2C, *SESSION, *METHODS,
+                                                               ("X-Other", "dropped")]))
+    assert session.hijack
+    forwarded = [h for h in session.headers if h[0].startswith("X-")]
+    assert forwarded == [*SESSION, *METHODS]  # every method header, in order; nothing else
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "text"), [
+    ("POST", "/v1.45/grpc", [], "POST /grpc without an upgrade to h2c"),
+    ("POST", "/v1.45/grpc", [("Connection", "Upgrade"), ("Upgrade", "tcp")],
+     'an upgrade to "tcp" on POST /grpc'),
+    ("POST", "/v1.45/session", [*H2C, *SESSION, ("X-Docker-Expose-Session-Uuid", "u2")],
+     "a repeated x-docker-expose-session-uuid header"),
+    ("POST", "/v1.45/session", [*H2C, *METHODS * 33], "more than 64 x-docker-expose-session-grpc-method"),
+    ("POST", "/v1.45/session", [*H2C, ("X-Docker-Expose-Session-Name", "a\x01b")],
+     "a malformed x-docker-expose-session-name header"),
+    ("GET", "/v1.45/grpc", H2C, "the API call GET /grpc"),
+    ("POST", "/v1.45/exec/abc/start", H2C, 'an upgrade to "h2c" on POST /exec/{id}/start'),
+])
+def test_buildkit_connections_refused_otherwise(method, path, headers, text):
+    refused(decide(method, path, None, headers), text)
 
 
 def test_a_build_takes_an_archive_not_a_form():
@@ -1142,7 +1186,7 @@ def test_a_service_on_a_swarm(swarm_env):
                                                                    "device": "/"}},
      "the volume options"),
     ("POST", "/v1.41/services/create", {"Name": "s", "tasktemplate": {}}, f'{UNKNOWN} "tasktemplate"'),
-    ("POST", "/session", None, "BuildKit is not enabled on this classroom engine"),
+    ("POST", "/grpc", None, "POST /grpc without an upgrade to h2c"),
 ])
 def test_raw_attack_spellings_get_403_with_the_reason(raw, method, path, body, text):
     status, answer = raw.request(method, path, body)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 PHRASE = "is not allowed on this classroom engine"
 REACH = "it would let a container reach past your engine to the machine it runs on"
 READ_DIFFERENTLY = "the engine could read it differently from this check"
-BUILDKIT = "BuildKit is not enabled on this classroom engine; the classic builder is used (DOCKER_BUILDKIT=0)"
 
 
 class Refused(Exception):

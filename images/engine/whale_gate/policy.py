@@ -16,6 +16,8 @@ STREAM_TYPES = frozenset({"application/x-tar", "application/tar", "application/o
                           "application/x-xz", "application/zstd"})
 HOST_VALUE = re.compile(r"[A-Za-z0-9.:\[\]_-]{1,255}\Z")
 TOKEN_VALUE = re.compile(r"[A-Za-z0-9+/=_-]*\Z")
+# A BuildKit session names each gRPC method it serves in a header of its own (some 20).
+MAX_REPEATED = 64
 
 
 def _headers(headers) -> list[tuple[str, str]]:
@@ -25,7 +27,11 @@ def _headers(headers) -> list[tuple[str, str]]:
 
 def canonical_headers(route: Route, headers: list[tuple[str, str]], has_stream: bool) -> list:
     seen: dict[str, str] = {}
+    many: list[tuple[str, str]] = []
     for name, value in headers:
+        if name in route.many_headers:
+            many.append((name, value))
+            continue
         if name in seen and name in ("host", "user-agent", "content-type", "x-registry-auth",
                                      "x-registry-config", "connection", "upgrade", *route.headers):
             raise Refused(f"a repeated {name} header", READ_DIFFERENTLY)
@@ -44,21 +50,26 @@ def canonical_headers(route: Route, headers: list[tuple[str, str]], has_stream: 
             raise Refused(f"the content type {_q(kind)} on {route.methods[0]} {route.template}",
                           "this call takes an archive (application/x-tar)")
         out.append(("Content-Type", kind or "application/x-tar"))
-    for name in route.headers:
-        if name in seen:
-            value = seen[name]
-            if name.startswith("x-registry-") and not TOKEN_VALUE.match(value):
-                raise Refused(f"a malformed {name} header", READ_DIFFERENTLY)
-            if not all(32 <= ord(c) < 127 for c in value):
-                raise Refused(f"a malformed {name} header", READ_DIFFERENTLY)
-            out.append(("-".join(p.capitalize() for p in name.split("-")), value))
+    passed = [(name, seen[name]) for name in route.headers if name in seen] + many
+    if len(many) > MAX_REPEATED:
+        raise Refused(f"more than {MAX_REPEATED} {many[0][0]} headers", READ_DIFFERENTLY)
+    for name, value in passed:
+        if name.startswith("x-registry-") and not TOKEN_VALUE.match(value):
+            raise Refused(f"a malformed {name} header", READ_DIFFERENTLY)
+        if not all(32 <= ord(c) < 127 for c in value):
+            raise Refused(f"a malformed {name} header", READ_DIFFERENTLY)
+        out.append(("-".join(p.capitalize() for p in name.split("-")), value))
     if route.hijack:
         upgrade = seen.get("upgrade", "").lower()
         connection = {t.strip().lower() for t in seen.get("connection", "").split(",")}
         if upgrade and "upgrade" in connection:
-            if upgrade not in ("tcp", "websocket"):
-                raise Refused(f"an upgrade to {_q(upgrade)}", "attach and exec upgrade to tcp")
+            if upgrade not in route.upgrades:
+                raise Refused(f"an upgrade to {_q(upgrade)} on {route.methods[0]} {route.template}",
+                              f"this call upgrades to {' or '.join(route.upgrades)}")
             out += [("Connection", "Upgrade"), ("Upgrade", upgrade)]
+        elif route.upgrade_required:
+            raise Refused(f"{route.methods[0]} {route.template} without an upgrade to "
+                          f"{' or '.join(route.upgrades)}", "the call is a connection of its own")
     return out
 
 

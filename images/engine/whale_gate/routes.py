@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass
 
 from .containers import body_create, body_exec, body_update
-from .decision import BUILDKIT, Refused
+from .decision import Refused
 from .jsonbody import body_of
 from .limits import MIN_API
 from .networks import body_connect, body_network, body_volume
@@ -28,6 +28,10 @@ class Route:
     query_check: object = None       # (dict of query values) -> None or raise Refused
     headers: tuple = ()              # extra request headers forwarded (lower-case)
     hijack: bool = False
+    #: The protocols a hijacked call may upgrade to; with `upgrade_required`, it must.
+    upgrades: tuple = ("tcp", "websocket")
+    upgrade_required: bool = False
+    many_headers: tuple = ()         # request headers that may repeat (lower-case)
 
     def __post_init__(self):
         pattern = re.escape(self.template)
@@ -127,6 +131,17 @@ ROUTES = [
              "cgroupparent", "isolation", "ulimits", "session", "buildid",
              many=("t", "extrahosts", "securityopt")),
           STREAM, query_check=query_build, headers=("x-registry-config",)),
+    # BuildKit (docker buildx build, docker compose build): the client's session (its
+    # files, secrets and ssh agent, which the builder asks for) and the builder's gRPC
+    # API, each an HTTP/2 connection the gate passes through. What a build may do is
+    # the builder's own configuration (images/engine/daemon.json): no network.host or
+    # security.insecure entitlement, steps in the engine's user namespace and cgroup.
+    Route(("POST",), "/session", {}, hijack=True, upgrades=("h2c",), upgrade_required=True,
+          headers=("x-docker-expose-session-uuid", "x-docker-expose-session-name",
+                   "x-docker-expose-session-sharedkey"),
+          many_headers=("x-docker-expose-session-grpc-method",)),
+    Route(("POST",), "/grpc", {}, hijack=True, upgrades=("h2c",), upgrade_required=True),
+    Route(("POST",), "/build/cancel", _p("id")),
     Route(("POST",), "/build/prune",
           _p("all", "filters", "keep-storage", "reserved-space", "max-used-space", "min-free-space")),
     Route(("POST",), "/auth", {}, JSON_BODY, body_of(AUTH)),
@@ -209,8 +224,6 @@ def find_route(method: str, path: str):
         raise Refused("copying files into or out of a container (docker cp)", COPY_RACE)
     if CHANGES.match(path):
         raise Refused("listing a container's changes (docker diff)", DIFF_RACE)
-    if path == "/session" or path.startswith("/grpc") or path.startswith("/session/"):
-        raise Refused(f"a BuildKit session ({method} {path})", BUILDKIT)
     for route in ROUTES:
         m = route.regex.match(path)
         if m and method in route.methods:
@@ -219,8 +232,6 @@ def find_route(method: str, path: str):
         raise Refused(f"installing or changing engine plugins ({method} {path})",
                       "a plugin runs with the engine's own privileges, outside your containers' "
                       "user namespace")
-    if path.startswith("/build/") and path != "/build/prune":
-        raise Refused(f"the API call {method} {path}", BUILDKIT)
     raise Refused(f"the API call {method} {path}",
                   "it is not one of the calls lessons and the docker CLI use")
 
