@@ -613,8 +613,9 @@ def test_a_learner_sees_each_lesson_not_started_in_progress_or_done(site, dee, b
     open listing shows it done without a reload. Help > My progress opens the hub's page."""
     from browser import wait_until
 
-    browser.get(f"{site.url}/hub/login")
-    browser.delete_all_cookies()  # whoever signed in before (the teacher)
+    # Whoever signed in before (the teacher): every cookie, the service's own path's too
+    # (WebDriver's delete_all_cookies reaches only the current page's).
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
     browser.get(f"{site.url}/hub/login")
     wait_until(lambda: browser.find_elements("id", "username_input"), 30)
     browser.find_element("id", "username_input").send_keys(dee)
@@ -670,8 +671,12 @@ def test_a_learner_sees_each_lesson_not_started_in_progress_or_done(site, dee, b
     new = wait_until(lambda: set(browser.window_handles) - tabs, 10)
     browser.switch_to.window(new.pop())
     try:
-        wait_until(lambda: f"My progress, {dee}" in browser.find_element("tag name", "body").text,
-                   30)
+        try:
+            wait_until(lambda: f"My progress, {dee}" in
+                       browser.find_element("tag name", "body").text, 30)
+        except AssertionError:
+            raise AssertionError(f"at {browser.current_url}: "
+                                 f"{browser.find_element('tag name', 'body').text[:800]}") from None
         assert browser.current_url == f"{site.url}{SERVICE}/"
     finally:
         browser.close()
