@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -180,6 +179,25 @@ def test_a_finished_command_is_never_taken_for_one_waiting_for_input():
             if result.restarted or result.stdin_ended or result.status != 0:
                 wrong.append((i, result))
         assert not wrong, wrong[:3]
+    finally:
+        session.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_second_command_that_outlasts_end_of_input_is_stopped_too():
+    """A command that keeps reading after end-of-input is stopped like an interrupt, up to
+    restarting the shell. The second such cell of a session once found every step of the
+    first one taken, and waited forever (seen on a fresh machine, where CI's run hung)."""
+    from whale_kernel.shell import BashSession
+
+    session = BashSession()
+    try:
+        for _ in range(2):
+            result = session.run("trap '' INT TERM; while :; do read -r line; done",
+                                 lambda _text: None)
+            assert result.restarted, result
+            assert result.stdin_ended == "read", result
+        assert session.run("echo alive", lambda _text: None).status == 0
     finally:
         session.close()
 
@@ -427,20 +445,6 @@ def test_kernel_starts_without_credentials(tmp_path):
         assert run.status == "error"
         # Never the machine's own engine socket: a clear line instead.
         assert run.text.strip().startswith("whale: no Docker engine is set up for you yet")
-    finally:
-        stop_kernel(driver)
-
-
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="needs Debian's docker-compose")
-def test_compose_trusts_the_bundle_even_with_a_system_ca_bundle_set(store, tmp_path):
-    """REQUESTS_CA_BUNDLE (set behind TLS-intercepting proxies) must not replace the
-    bundle's CA for Compose, which talks to the engine through requests."""
-    driver = start_kernel(store, REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
-    try:
-        run = driver.run(f"cd {tmp_path} && printf 'services:\\n  a:\\n    image: busybox\\n' "
-                         "> docker-compose.yml && docker-compose ps")
-        assert run.status == "ok", run.text
-        assert "Name" in run.text or "NAME" in run.text
     finally:
         stop_kernel(driver)
 

@@ -44,12 +44,6 @@ def _bash_kernel_display():
 
 _display = _bash_kernel_display()
 build_cmds, extract_contents = _display.build_cmds, _display.extract_contents
-# Compose v1 talks to the engine through requests, which lets REQUESTS_CA_BUNDLE /
-# CURL_CA_BUNDLE (set on machines behind TLS-intercepting proxies) replace the
-# bundle's CA: compose would then refuse the learner's own engine.
-_COMPOSE_CA_FIX = """
-docker-compose() { REQUESTS_CA_BUNDLE= CURL_CA_BUNDLE= command docker-compose "$@"; }
-"""
 _DOCKER_VARS = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 _SECRET_PROMPT = re.compile(r"pass(word|phrase)|token|secret", re.I)
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
@@ -124,7 +118,7 @@ class DockerKernel(KernelServer):
                                        env.get("PATH", os.defpath)])
         env["NOTEBOOK_BASH_KERNEL_CAPABILITIES"] = "image,html,javascript"
         self.bash = BashSession(env=env)
-        self.bash.capture(build_cmds() + _COMPOSE_CA_FIX)
+        self.bash.capture(build_cmds())
 
     def do_shutdown(self, restart):
         self.bash.close()

@@ -88,6 +88,9 @@ class BashSession:
     def start(self) -> None:
         """Start (or restart) bash and wait for its first marker."""
         self._close_slave()
+        if getattr(self, "child", None) is not None:  # the shell that ended: its terminal
+            with contextlib.suppress(Exception):
+                self.child.close(force=True)
         nonce = secrets.token_hex(8)
         self._marker = re.compile(r"\x1b\]6262;whale;" + nonce + r";(\d+)\x07")
         env = dict(self.env, __whale_nonce=nonce, TERM=self.env.get("TERM", "xterm-256color"),
@@ -210,6 +213,12 @@ class BashSession:
                 except pexpect.TIMEOUT:
                     chunk = ""
                 except pexpect.EOF:
+                    chunk = None
+                if chunk is None or (not chunk and ladder_start is not None
+                                     and not child.isalive()):
+                    # bash ended. (Its terminal reads end-of-file only once every holder
+                    # of the other side has closed it, and the kernel holds one, for
+                    # FIONREAD: a shell killed by the ladder is seen ending here.)
                     if pending or buf:
                         on_output(pending + buf)
                     self._drain_stderr(on_error)
@@ -245,7 +254,7 @@ class BashSession:
                     pending = ""
                     last_flush = now
                 if ladder_start is not None:
-                    self._escalate(now - ladder_start)
+                    self._escalate(max(now - ladder_start, 1e-9))
                 elif not chunk and now - last_output >= idle_check:
                     waiting = self.waiting_for_input()
                     if waiting and self._output_ready():
@@ -270,6 +279,7 @@ class BashSession:
                             if eof_ladder and now - eof_ladder[0] > 0.4:
                                 # EOF did not end it: treat it like an interrupt.
                                 ladder_start = now
+                                self._escalate(0.0)
                             elif not eof_ladder:
                                 eof_ladder.append(now)
                         else:
@@ -297,7 +307,9 @@ class BashSession:
         return pgrp
 
     def _escalate(self, elapsed: float) -> None:
-        """Stop the foreground job: ^C, then SIGTERM, then SIGKILL; bash itself survives."""
+        """Stop the foreground job: ^C, then SIGTERM, then SIGKILL; bash itself survives.
+        A ladder starts with elapsed == 0.0, which forgets the steps of an earlier one (a
+        ladder that began without it once found every step taken and never ended)."""
         steps = getattr(self, "_steps_done", set())
         if elapsed == 0.0:
             steps = set()
