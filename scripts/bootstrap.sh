@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 need=()
 # python3 + python3-venv: the project's own environment.
 # chromium + chromium-driver: the browser test of the status indicator.
-# docker-registry: the lesson registry mirror; docker-compose: the Compose lesson.
+# docker-registry: the lesson registry mirror.
 # iptables + iproute2: the host firewall for learners' networks and its tests; e2fsprogs:
 # the engines' disks (mkfs.ext4). openssh-client: learners' own engines reached over SSH.
 for pkg in python3 python3-venv docker.io debootstrap busybox-static gcc libc6-dev chromium \
-           chromium-driver iptables iproute2 e2fsprogs docker-registry docker-compose \
+           chromium-driver iptables iproute2 e2fsprogs docker-registry \
            openssh-client; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

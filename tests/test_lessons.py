@@ -89,15 +89,24 @@ def test_lesson_structure(path):
     assert "The legacy builder is deprecated" not in json.dumps([c.outputs for c in cells])
 
 
+@pytest.mark.docker
 def test_lessons_run_with_the_learners_docker_cli(tmp_path):
-    """The runner puts Debian 12's docker.io CLI (the single-user image's) first on PATH."""
-    path = lessons.learner_path(tmp_path, f"/usr/local/bin{os.pathsep}/usr/bin")
-    found = shutil.which("docker", path=path)
-    assert found and os.path.realpath(found) == os.path.realpath(lessons.LEARNER_CLI), found
+    """The runner puts the single-user image's Docker CLI (images/cli: Debian 13's, with
+    Compose v2 and buildx) first on PATH, whatever CLI this machine has."""
+    env = lessons.learner_env(tmp_path, {"PATH": f"/usr/local/bin{os.pathsep}/usr/bin"})
+    found = shutil.which("docker", path=env["PATH"])
+    assert found, env["PATH"]
+    assert found.startswith(str(lessons.images.LEARNER_CLI_CACHE)), found
     image = (lessons.images.SITE_IMAGES / "singleuser" / "Dockerfile").read_text()
-    assert re.search(r"apt-get install[^&]*\bdocker\.io\b", image)
-    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
-    assert version.startswith("Docker version 20.10."), version
+    assert "COPY --from=howtowhale/cli /opt/docker-cli/bin/docker /usr/bin/docker" in image
+
+    def version(*args):
+        out = subprocess.run([found, *args], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+    assert version("--version").startswith("Docker version 26."), version("--version")
+    assert version("compose", "version", "--short").startswith("2.")
+    assert "github.com/docker/buildx 0.13" in version("buildx", "version")
 
 
 def test_lesson_new_scaffolds_the_house_structure(tmp_path):

@@ -214,8 +214,8 @@ def networks(client) -> str:
 
 
 @check("compose", lesson=7,
-       hint="add a `cache:` entry under `services:` in myapp/docker-compose.yml "
-            "(with an image and a command), then `docker-compose up -d` in myapp")
+       hint="add a `cache:` entry under `services:` in myapp/compose.yaml "
+            "(with an image and a command), then `docker compose up -d` in myapp")
 def compose(client) -> str:
     """The Compose project myapp runs its web service and a new `cache` service."""
     running = client.containers.list(filters={"label": "com.docker.compose.project=myapp"})

@@ -144,23 +144,19 @@ it tells you what is still missing.
 
 
 # -- a fresh engine per lesson ------------------------------------------------------------
-# The Docker CLI learners have: Debian 12's docker.io, as in images/singleuser (and
-# scripts/bootstrap.sh installs it here). Lessons are recorded and tested with it, so their
-# outputs are what a learner sees, whichever newer CLI comes first on this machine's PATH
-# (a CLI 23+ prints "DEPRECATED: The legacy builder…" on stderr for every `docker build`).
-LEARNER_CLI = Path("/usr/bin/docker")
-
-
-def learner_path(workdir: Path, path: str) -> str:
-    """PATH with the learners' Docker CLI first (when this machine has it)."""
-    if not LEARNER_CLI.exists():
-        return path
-    bin_dir = workdir / "learner-cli"
-    bin_dir.mkdir(exist_ok=True)
-    link = bin_dir / "docker"
-    if not link.is_symlink():
-        link.symlink_to(LEARNER_CLI)
-    return f"{bin_dir}{os.pathsep}{path}"
+def learner_env(workdir: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` with the Docker CLI learners have (images/cli: Debian 13's docker-cli with
+    `docker compose` and `docker buildx`) first on PATH, and a Docker configuration of
+    this run's own that holds its plugins. Lessons are recorded and tested with it, so
+    their outputs are what a learner sees, whichever CLI this machine has."""
+    cli = images.learner_cli()
+    config = workdir / "docker-config"
+    config.mkdir(exist_ok=True)
+    plugins = config / "cli-plugins"
+    if not plugins.is_symlink():
+        plugins.symlink_to(cli / "cli-plugins")
+    return dict(env, PATH=f"{cli / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}",
+                DOCKER_CONFIG=str(config))
 
 
 @contextmanager
@@ -174,10 +170,9 @@ def lesson_engine(name: str, mirror: RegistryMirror, workdir: Path, swarm: bool 
         engine.start(timeout=60)
         store = CredentialStore(workdir / "credentials")
         store.install_directory(engine.bundle_dir)
-        env = dict(os.environ, WHALE_CREDENTIALS=str(store.root),
-                   PATH=learner_path(workdir, os.environ.get("PATH", os.defpath)))
+        env = learner_env(workdir, dict(os.environ, WHALE_CREDENTIALS=str(store.root)))
         # requests lets REQUESTS_CA_BUNDLE override a client's own CA, so tools built on
-        # it (docker-compose v1) would check the engine's certificate against this
+        # it (the docker SDK of whale-check) would check the engine's certificate against this
         # machine's proxy CA and fail. Lessons reach nothing beyond the engine.
         for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             env.pop(name, None)
@@ -209,9 +204,12 @@ class CellFailure:
     def describe(self) -> str:
         first = self.source.strip().splitlines()[0] if self.source.strip() else "(empty)"
         text = f"  Cell {self.cell}: {self.message}\n    $ {first}\n"
-        shown = self.diff or self.output
-        if shown.strip():
-            text += "".join(f"    | {line}\n" for line in shown.rstrip().splitlines()[-25:])
+        if self.diff.strip():
+            text += "".join(f"    | {line}\n" for line in self.diff.rstrip().splitlines()[-25:])
+        if self.output.strip() and self.output.strip() not in self.diff:
+            # nbval's diff may only name a stream ("Unexpected output fields: {'stderr'}").
+            text += "    | this run printed:\n"
+            text += "".join(f"    | {line}\n" for line in self.output.rstrip().splitlines()[-25:])
         return text
 
 

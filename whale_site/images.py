@@ -24,9 +24,14 @@ SOURCE = Path(os.environ.get("WHALE_SOURCE", Path(__file__).resolve().parent.par
 SITE_IMAGES = SOURCE / "images"
 LESSON_IMAGES = SOURCE / "lessons" / "images"
 BASE_IMAGE = "debian:bookworm-slim"
+# Debian 13: today's Docker (Engine 26, Compose v2, buildx) for the engine and the CLI.
+TRIXIE_IMAGE = "debian:trixie-slim"
 # Site images in build order: tag -> directory under images/.
-SITE = {"howtowhale/engine": "engine", "howtowhale/singleuser": "singleuser",
-        "howtowhale/hub": "hub"}
+SITE = {"howtowhale/engine": "engine", "howtowhale/cli": "cli",
+        "howtowhale/singleuser": "singleuser", "howtowhale/hub": "hub"}
+LEARNER_CLI_IMAGE = "howtowhale/cli"
+LEARNER_CLI_CACHE = Path(os.environ.get("WHALE_CLI_CACHE",
+                                        Path.home() / ".cache" / "whale" / "learner-cli"))
 # Images that carry this package: rebuilt when its sources change.
 _CONTEXTS = {"singleuser": "_singleuser_context", "hub": "_hub_context"}
 WHEELHOUSE = Path(os.environ.get("WHALE_WHEELHOUSE",
@@ -59,8 +64,9 @@ def image_exists(tag: str, env: dict[str, str] | None = None) -> bool:
 
 
 def ensure_base() -> None:
-    """The base image: pulled where a registry answers, else built with debootstrap."""
-    subprocess.run([str(SITE_IMAGES / "base" / "build.sh"), BASE_IMAGE], check=True)
+    """The base images: pulled where a registry answers, else built with debootstrap."""
+    for image in (BASE_IMAGE, TRIXIE_IMAGE):
+        subprocess.run([str(SITE_IMAGES / "base" / "build.sh"), image], check=True)
 
 
 def _source_digest(roots: list[Path] | None = None) -> str:
@@ -68,11 +74,13 @@ def _source_digest(roots: list[Path] | None = None) -> str:
     h = hashlib.sha256()
     if roots is None:
         roots = [SOURCE / "pyproject.toml", SOURCE / "install.json", SITE_IMAGES / "singleuser",
-                 SITE_IMAGES / "hub",
+                 SITE_IMAGES / "hub", SITE_IMAGES / "cli",
                  SOURCE / "lessons"]
         roots += [SOURCE / p for p in ("whale_core", "whale_kernel", "whale_extension", "whale_hub",
                                         "whale_progress",
-                                        "whale_site", "whale_lessons")]
+                                        "whale_site", "whale_lessons",
+                                        "labextension/src", "labextension/style",
+                                        "labextension/package.json")]
     for root in roots:
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for f in files:
@@ -179,6 +187,34 @@ def ensure_site_images(force: bool = False, extra_ca: str | None = None,
         _remove_if_dangling(previous)
         built.append(tag)
     return built
+
+
+def learner_cli() -> Path:
+    """The learner's Docker CLI (images/cli), copied out of its image once per build: a
+    directory with bin/docker and cli-plugins/ (buildx, compose)."""
+    ensure_site_images(only=[LEARNER_CLI_IMAGE])
+    image_id = _image_id(LEARNER_CLI_IMAGE)
+    if image_id is None:
+        raise RuntimeError(f"no {LEARNER_CLI_IMAGE} image")
+    target = LEARNER_CLI_CACHE / image_id.split(":")[-1][:16]
+    if (target / "bin" / "docker").is_file():
+        return target
+    LEARNER_CLI_CACHE.mkdir(parents=True, exist_ok=True)
+    made = Path(tempfile.mkdtemp(prefix=".new-", dir=LEARNER_CLI_CACHE))
+    container = subprocess.run(["docker", "create", image_id, "true"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    try:
+        _docker(["cp", f"{container}:/opt/docker-cli/.", str(made)])
+    finally:
+        subprocess.run(["docker", "rm", container], capture_output=True)
+    try:
+        os.rename(made, target)
+    except OSError:  # another run put it there first
+        shutil.rmtree(made, ignore_errors=True)
+    for old in LEARNER_CLI_CACHE.iterdir():  # the CLIs of earlier builds (~130 MB each)
+        if old != target and not old.name.startswith(".new-"):
+            shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def _image_id(tag: str) -> str | None:

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Make the base image `debian:bookworm-slim` on an engine that can pull nothing.
+# Make a base image (`debian:bookworm-slim`, `debian:trixie-slim`) on an engine that can
+# pull nothing.
 # Where a registry is reachable, `docker pull` gets the real one; otherwise the
 # same name is built locally: debootstrap a minimal Debian and `docker import` it.
 set -euo pipefail
 IMAGE=${1:-debian:bookworm-slim}
-SUITE=${SUITE:-bookworm}
+suite=${IMAGE#debian:}; suite=${suite%%-*}
+SUITE=${SUITE:-${suite:-bookworm}}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
