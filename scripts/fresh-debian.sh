@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run the README's test command, `./whale test`, N times in a row (default 3) on a fresh
 # Debian 12 machine: a container of the local base (Debian's minbase, no python3, no
-# Docker) holding a clean clone of this repository's HEAD and nothing else but this
-# machine's CA bundle. It is a nested engine, with the loop devices the engines'
-# size-capped disks need. Each run's output goes to $OUT/run-N.log, a summary to stdout.
+# Docker) holding a clean clone of this repository's HEAD (and git, which made it) and
+# nothing else but this machine's CA bundle. It is a nested engine, with the loop devices
+# the engines' size-capped disks need. Each run's output goes to $OUT/run-N.log, a summary to stdout.
 #   scripts/fresh-debian.sh [N] [pytest arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,14 @@ docker run -d --name "$NAME" --hostname fresh-debian --init \
   --device /dev/loop-control --device-cgroup-rule 'b 7:* rmw' \
   "${mounts[@]}" "${env_args[@]}" debian:bookworm-slim sleep infinity >/dev/null
 docker exec "$NAME" sh -c 'for i in $(seq 0 31); do [ -e /dev/loop$i ] || mknod /dev/loop$i b 7 $i; done'
-git archive --format=tar --prefix=src/ HEAD | docker exec -i "$NAME" tar -x -C /
+# A clean clone of HEAD, as a new user's `git clone` makes it (with git to read it: the
+# fresh-machine test lists the tracked files with git ls-files).
+clone=$(mktemp -d /var/tmp/whale-fresh-clone.XXXXXX)
+git clone -q --no-hardlinks . "$clone/src"
+git -C "$clone/src" checkout -q "$(git rev-parse HEAD)"
+tar -C "$clone" -c src | docker exec -i "$NAME" tar -x -C /
+rm -rf "$clone"
+docker exec "$NAME" sh -c 'apt-get update -q >/dev/null && apt-get install -y -q git >/dev/null'
 
 status=0
 for run in $(seq 1 "$RUNS"); do
