@@ -238,8 +238,11 @@ CASES: list[tuple[str, str, str]] = [
      "api POST /v1.41/services/create --data-binary '{\"Name\":\"tpl\",\"TaskTemplate\":"
      "{\"ContainerSpec\":{\"Image\":\"busybox\",\"Mounts\":[{\"Type\":\"volume\","
      "\"Source\":\"d\",\"Target\":\"/v{{.Task.Slot}}\"}]}}}'", "a template in a service's mount"),
+    # The classic builder's path through the gate (BuildKit knows no network by ID: a build's
+    # network is sandbox, host or none, and host is refused by the builder's configuration,
+    # test_buildkit_builds_stay_inside_the_classroom).
     ("cli-build-network-host-by-id",
-     "printf 'FROM busybox\\nRUN true\\n' | docker build -q "
+     "printf 'FROM busybox\\nRUN true\\n' | DOCKER_BUILDKIT=0 docker build -q "
      "--network $(docker network ls -q --filter name=^host$) -",
      "sharing the engine's namespace in a build"),
     # The eighth red team: docker diff walked a link swapped in during the walk; a secret's
@@ -357,6 +360,44 @@ def test_attack_is_refused_with_its_reason(results, case_id, command, refusal):
 def test_no_attack_left_anything_behind(results):
     """No volume, macvlan/ipvlan network, plugin, service or running container was made."""
     assert results["@@afterwards"].strip() == "", results["@@afterwards"]
+
+
+BUILDKIT_CELL = r"""
+mkdir -p /tmp/bk && cd /tmp/bk
+printf 'FROM busybox\nRUN cat /proc/self/uid_map /proc/self/cgroup\n' > Dockerfile
+printf 'FROM busybox\nRUN --network=host true\n' > Dockerfile.host
+printf 'FROM busybox\nRUN --security=insecure true\n' > Dockerfile.insecure
+step() { echo "@@begin $1"; shift; "$@" 2>&1; echo "@@end"; }
+step plain docker build --progress=plain --no-cache .
+step cgroup-parent docker build --progress=plain --no-cache --cgroup-parent=/ .
+step run-network-host docker build --no-cache -f Dockerfile.host .
+step network-host docker build --no-cache --network=host .
+step insecure docker buildx build --no-cache --allow security.insecure -f Dockerfile.insecure .
+"""
+
+
+def test_buildkit_builds_stay_inside_the_classroom(site):
+    """BuildKit (the learner's default builder) reaches the engine through a gRPC stream the
+    gate passes through, so its limits are the builder's own: no entitlement to the
+    engine's network or to privileged steps, and every step in the learner's user
+    namespace and cgroup, whatever cgroup parent the build names."""
+    hub, ada, _ = site
+    out = hub.run(ada, BUILDKIT_CELL, timeout=300)
+    steps = dict(re.findall(r"@@begin (\S+)\n(.*?)@@end", out, re.S))
+    assert set(steps) == {"plain", "cgroup-parent", "run-network-host", "network-host",
+                          "insecure"}, out
+    for name in ("plain", "cgroup-parent"):
+        text = steps[name]
+        assert re.search(r"^#\d+ [\d.]+ +0 +100000 +65536$", text, re.M), text  # remapped root
+        for controller in ("memory", "pids"):
+            paths = re.findall(rf"^#\d+ [\d.]+ \d+:{controller}:(\S+)$", text, re.M)
+            assert paths, text
+            assert all(p.startswith("/learner/") for p in paths), (name, paths)
+    assert "network.host is not allowed" in steps["run-network-host"], steps["run-network-host"]
+    assert "granting entitlement network.host is not allowed by build daemon configuration" \
+        in steps["network-host"], steps["network-host"]
+    assert "granting entitlement security.insecure is not allowed by build daemon configuration" \
+        in steps["insecure"], steps["insecure"]
 
 
 def test_what_lessons_do_still_works_on_the_same_engine(site):

@@ -201,7 +201,8 @@ def _solutions() -> dict[str, str]:
 @pytest.mark.parametrize("name", list(CHECKS))
 def test_check_fails_before_and_passes_after(name, mirrored_engine, tmp_path):
     """Run `whale-check NAME` on a fresh engine, then the lesson's solution, then again."""
-    env = dict(os.environ, **CredentialBundle.load(mirrored_engine.bundle_dir).env)
+    env = lessons.learner_env(tmp_path, dict(os.environ,
+                                             **CredentialBundle.load(mirrored_engine.bundle_dir).env))
     env.pop("REQUESTS_CA_BUNDLE", None)  # see whale_lessons.runner.lesson_engine
     env.pop("CURL_CA_BUNDLE", None)
 

@@ -95,3 +95,9 @@ def write_owner(directory: str | os.PathLike, username: str) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     (directory / OWNER_FILE).write_text(username, encoding="utf-8")
+
+
+# -- the lesson-progress service ----------------------------------------------------------
+#: In a learner's server: the URL of the hub's whale-progress service (whale-check reports
+#: to it; the server extension asks it for the learner's lesson states).
+PROGRESS_URL_VARIABLE = "WHALE_PROGRESS_URL"

@@ -27,7 +27,7 @@ from jupyter_server.utils import ensure_async, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from whale_lessons.check import PROGRESS_URL_VARIABLE
+from whale_core.layout import PROGRESS_URL_VARIABLE
 
 from .api_handlers import WhaleAPIHandler
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from whale_core.bundle import CredentialBundle
+from whale_core.layout import PROGRESS_URL_VARIABLE
 from whale_core.store import default_store
 
 
@@ -286,7 +287,6 @@ def run_check(name: str, out=sys.stdout) -> int:
 
 
 #: Where the hub's progress service takes results (the site sets it in learners' servers).
-PROGRESS_URL_VARIABLE = "WHALE_PROGRESS_URL"
 
 
 def report(exercise: Exercise, done: bool, detail: str, timeout: float = 5.0) -> bool:
