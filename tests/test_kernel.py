@@ -183,6 +183,37 @@ def test_a_finished_command_is_never_taken_for_one_waiting_for_input():
         session.close()
 
 
+def test_bash_back_at_its_prompt_is_not_waiting_for_input():
+    """Once a cell has ended, bash reads its next command from the terminal: that is not a
+    command waiting for keyboard input, even before the end-of-cell marker has reached
+    the kernel (a terminal hands bytes to its other side a moment after they are
+    written; on a busy fresh machine the kernel looked in that moment, gave bash
+    end-of-input, and the shell died). The builtin `read` of a cell still is."""
+    from whale_kernel.shell import BashSession
+
+    session = BashSession()
+    try:
+        assert session.run("true", lambda _text: None).status == 0
+        deadline = time.monotonic() + 10
+        while not session._foreground() or not _reading(session.child.pid):
+            assert time.monotonic() < deadline, "bash never went back to reading its terminal"
+            time.sleep(0.01)
+        assert session.waiting_for_input() == ""
+        asked = []
+        result = session.run("read -r answer; echo got $answer", lambda _text: None,
+                             on_input=lambda prompt: asked.append(prompt) or "yes")
+        assert asked == ["read"], asked
+        assert result.status == 0
+    finally:
+        session.close()
+
+
+def _reading(pid: int) -> bool:
+    from whale_kernel.shell import _READ_SYSCALLS
+    fields = Path(f"/proc/{pid}/syscall").read_text().split()
+    return bool(fields) and fields[0].isdigit() and int(fields[0]) in _READ_SYSCALLS
+
+
 @pytest.mark.timeout(60)
 def test_a_second_command_that_outlasts_end_of_input_is_stopped_too():
     """A command that keeps reading after end-of-input is stopped like an interrupt, up to

@@ -42,6 +42,9 @@ export PAGER=cat MANPAGER=cat GIT_PAGER=cat SYSTEMD_PAGER='' LESS=-FRX
 export DOCKER_CLI_HINTS=false
 __whale_prompt() {
   { __whale_s=$?; __whale_x=${-//[^x]/}; set +x; } 2>/dev/null
+  # Back at the prompt: said in a file first (a file is seen at once; the marker reaches
+  # the kernel's side of the terminal a moment after bash wrote it).
+  { : > "$__whale_prompted"; } 2>/dev/null
   printf '\033]6262;whale;%s;%s\007' "$__whale_nonce" "$__whale_s"
   PS1='' PS2=''
   [[ -n $__whale_x ]] && set -x
@@ -71,6 +74,8 @@ class BashSession:
         self.columns = columns
         self.runtime = Path(tempfile.mkdtemp(prefix="whale-kernel-"))
         self.cell_file = self.runtime / "cell.sh"
+        # Made by bash at each prompt; removed before each cell is sent (see waiting_for_input).
+        self.prompted_file = self.runtime / "prompted"
         # A cell's stderr comes back through a FIFO of its own (the terminal carries its
         # stdout), so errors are a stream of their own. The kernel holds both ends: a
         # read never sees end-of-file between cells, and bash's open never waits.
@@ -97,7 +102,8 @@ class BashSession:
                    COLUMNS=str(self.columns))
         env.pop("PROMPT_COMMAND", None)
         init = self.runtime / "init.sh"
-        init.write_text(_INIT)
+        init.write_text(f"declare -r __whale_prompted={shlex.quote(str(self.prompted_file))}\n"
+                        + _INIT)
         # Children must get default SIGINT/SIGPIPE even if the kernel ignores them.
         old_int = signal.signal(signal.SIGINT, signal.SIG_DFL)
         old_pipe = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -166,6 +172,7 @@ class BashSession:
         # How much bash will have read once it has taken this command (see _bash_took).
         self._read_before = self._bash_read_bytes()
         self._command_bytes = len(command.encode())
+        self.prompted_file.unlink(missing_ok=True)
         self.child.send(command)
         return self._collect(on_output, on_error or on_output, on_input, flush_interval,
                              idle_check, on_tick)
@@ -214,11 +221,13 @@ class BashSession:
                     chunk = ""
                 except pexpect.EOF:
                     chunk = None
-                if chunk is None or (not chunk and ladder_start is not None
-                                     and not child.isalive()):
+                if chunk is None or (not chunk and not child.isalive()):
                     # bash ended. (Its terminal reads end-of-file only once every holder
                     # of the other side has closed it, and the kernel holds one, for
-                    # FIONREAD: a shell killed by the ladder is seen ending here.)
+                    # FIONREAD: a shell that exits or is killed is seen ending here.)
+                    with contextlib.suppress(pexpect.EOF, pexpect.TIMEOUT, OSError):
+                        while more := child.read_nonblocking(65536, timeout=0):
+                            buf += more
                     if pending or buf:
                         on_output(pending + buf)
                     self._drain_stderr(on_error)
@@ -420,7 +429,13 @@ class BashSession:
                     if os.readlink(f"/proc/{pid}/fd/{fd}") in (self._tty, "/dev/tty"):
                         if pid != self.child.pid:
                             return _cmdline(pid)
-                        return "read" if self._bash_took_command() else ""
+                        # bash itself: the `read` builtin of a cell, or bash back at its
+                        # prompt once the cell ended, its marker still on the way to us (a
+                        # terminal hands written bytes to the other side a moment later,
+                        # longer on a busy machine): then it made the prompt file first.
+                        if self.prompted_file.exists() or not self._bash_took_command():
+                            return ""
+                        return "read"
                 except OSError:
                     continue
         return ""
