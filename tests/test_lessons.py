@@ -82,6 +82,13 @@ def test_lesson_structure(path):
         assert text_of(before).startswith("✘ Not yet:"), text_of(before)
         assert text_of(after).startswith("✔ Well done:"), text_of(after)
         assert solution.metadata.get("jupyter", {}).get("source_hidden") is True
+    # A challenge starts broken: a visible setup cell, before its first check, makes the
+    # broken state (the learner runs it too); its check's stored output says what is wrong.
+    for i, cell in enumerate(cells):
+        if "setup" in lessons.cell_tags(cell):
+            assert "source_hidden" not in cell.metadata.get("jupyter", {})
+            check_cell = next(c for c in cells[i + 1:] if "check" in lessons.cell_tags(c))
+            assert "raises-exception" in lessons.cell_tags(check_cell), check_cell.source
     # Every cell that ran has stored outputs to compare (recorded with `whale lesson record`).
     assert all(c.execution_count for c in cells)
     # ... and they are what a learner sees: recorded with the learners' CLI, not a newer
@@ -185,9 +192,22 @@ def test_docker_pull_hello_world_through_the_mirror(mirrored_engine, lesson_mirr
     assert lesson_mirror.url in info
 
 
+def test_at_least_three_lessons_end_in_a_challenge_that_starts_broken():
+    """Lessons 3, 6 and 7 end in a challenge: a setup cell breaks something, the learner
+    finds out what and fixes it (issue 15)."""
+    challenges = {}
+    for path in LESSONS:
+        nb = nbformat.read(path, 4)
+        setups = [c for c in code_cells(nb) if "setup" in lessons.cell_tags(c)]
+        if setups:
+            challenges[lessons.lesson_meta(nb)["lesson"]] = exercises(nb)[-1][0].source
+    assert {3: "whale-check ports", 6: "whale-check networks",
+            7: "whale-check compose"}.items() <= challenges.items()
+
+
 # -- every check fails before its exercise and passes after -----------------------------------
-SETUP = {"swarm": "docker swarm init --advertise-addr 127.0.0.1 >/dev/null",
-         "compose": "mkdir -p myapp"}  # what the lesson did before its exercise
+# What the lesson did before its exercise, besides its challenge's setup cells.
+SETUP = {"swarm": "docker swarm init --advertise-addr 127.0.0.1 >/dev/null"}
 
 
 def _solutions() -> dict[str, str]:
@@ -195,6 +215,19 @@ def _solutions() -> dict[str, str]:
     for path in LESSONS:
         for before, solution, _ in exercises(nbformat.read(path, 4)):
             found[before.source.split()[1]] = solution.source
+    return found
+
+
+def _setups() -> dict[str, str]:
+    """The setup cells of each challenge (a broken state the learner starts from)."""
+    found = {}
+    for path in LESSONS:
+        nb = nbformat.read(path, 4)
+        cells = code_cells(nb)
+        for before, _, _ in exercises(nb):
+            upto = cells[:cells.index(before)]
+            found[before.source.split()[1]] = "\n".join(
+                c.source for c in upto if "setup" in lessons.cell_tags(c))
     return found
 
 
@@ -209,12 +242,16 @@ def test_check_fails_before_and_passes_after(name, mirrored_engine, tmp_path):
     def sh(script):
         return subprocess.run(["bash", "-c", script], env=env, cwd=tmp_path, timeout=180,
                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if name in SETUP:
-        assert sh(SETUP[name]).returncode == 0
+    setup = "\n".join(s for s in (SETUP.get(name), _setups()[name]) if s)
+    if setup:
+        if "docker pull" not in setup and name != "swarm":
+            assert sh("docker pull -q busybox && docker pull -q webserver").returncode == 0
+        made = sh(setup)
+        assert made.returncode == 0, made.stdout + made.stderr
     before = sh(f"whale-check {name}")
     assert before.returncode == 1, before.stdout + before.stderr
     assert before.stdout.startswith("✘ Not yet:")
-    assert "Hint:" in before.stdout
+    assert f"Hint: run `whale-check {name} --hint 1`" in before.stdout
     solution = sh(_solutions()[name])
     assert solution.returncode == 0, solution.stdout + solution.stderr
     after = sh(f"whale-check {name}")
