@@ -8,6 +8,7 @@ its metadata (`lesson`, `title`, `swarm`). Cells carry tags that mean something 
     check             a `whale-check` cell; before the solution it is also tagged
                       `raises-exception` and its stored output says what is missing
     cleanup           leaves the engine as the lesson found it
+    setup             a visible cell a learner runs that makes a challenge's broken state
     nbval-ignore-output, raises-exception, nbval-skip   nbval's own markers
 
 `whale lesson test` runs each lesson under nbval in a copy of it, against a fresh
