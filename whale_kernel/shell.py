@@ -359,7 +359,7 @@ class BashSession:
             pass
         return None
 
-    def _bash_took_command(self) -> bool:
+    def _bash_took_command(self, now: int | None = None) -> bool:
         """Whether bash has read the command of this cell off the terminal.
 
         The kernel's write reaches bash's terminal through the kernel's own queue, a
@@ -367,7 +367,8 @@ class BashSession:
         terminal is bash about to get this cell, not a cell waiting for keyboard input.
         """
         before = getattr(self, "_read_before", None)
-        now = self._bash_read_bytes()
+        if now is None:  # one reading: a second could see bash take the command after all
+            now = self._bash_read_bytes()
         if before is None or now is None:
             return True  # cannot tell: as before
         return now - before >= self._command_bytes
@@ -416,29 +417,39 @@ class BashSession:
             return ""
         for pid in _pids_in_group(fg):
             for task in _tasks(pid):
-                try:
-                    fields = Path(f"/proc/{pid}/task/{task}/syscall").read_text().split()
-                except OSError:
+                reads = self._bash_read_bytes() if pid == self.child.pid else None
+                if not self._blocked_reading_terminal(pid, task):
                     continue
-                if not fields or not fields[0].isdigit() or int(fields[0]) not in _READ_SYSCALLS:
-                    continue
-                fd = int(fields[1], 16)
-                try:
-                    # /dev/tty is this terminal too: the process is in its foreground
-                    # group (less, ssh and password prompts read it, not stdin).
-                    if os.readlink(f"/proc/{pid}/fd/{fd}") in (self._tty, "/dev/tty"):
-                        if pid != self.child.pid:
-                            return _cmdline(pid)
-                        # bash itself: the `read` builtin of a cell, or bash back at its
-                        # prompt once the cell ended, its marker still on the way to us (a
-                        # terminal hands written bytes to the other side a moment later,
-                        # longer on a busy machine): then it made the prompt file first.
-                        if self.prompted_file.exists() or not self._bash_took_command():
-                            return ""
-                        return "read"
-                except OSError:
-                    continue
+                if pid != self.child.pid:
+                    return _cmdline(pid)
+                # bash itself: the `read` builtin of a cell, or bash back at its prompt
+                # once the cell ended, its marker still on the way to us (a terminal
+                # hands written bytes to the other side a moment later, longer on a busy
+                # machine): then it made the prompt file first. And bash that read
+                # something meanwhile was not waiting.
+                after = self._bash_read_bytes()
+                if self.prompted_file.exists() or after != reads \
+                        or not self._bash_took_command(after):
+                    return ""
+                return "read"
         return ""
+
+    def _blocked_reading_terminal(self, pid: int, task: str) -> bool:
+        """Whether this task sleeps in a read of this terminal. Asleep, not just in the
+        call: a task that got its bytes but waits for a CPU to return them (a busy
+        machine) is still in read(2), in state R."""
+        try:
+            fields = Path(f"/proc/{pid}/task/{task}/syscall").read_text().split()
+            if not fields or not fields[0].isdigit() or int(fields[0]) not in _READ_SYSCALLS:
+                return False
+            # /dev/tty is this terminal too: the process is in its foreground group
+            # (less, ssh and password prompts read it, not stdin).
+            if os.readlink(f"/proc/{pid}/fd/{int(fields[1], 16)}") not in (self._tty, "/dev/tty"):
+                return False
+            stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+            return stat[stat.rindex(")") + 2] == "S"
+        except (OSError, ValueError, IndexError):
+            return False
 
     # -- quiet commands (completion) -------------------------------------------------
     def capture(self, code: str, timeout: float = 2.0) -> str:
