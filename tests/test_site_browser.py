@@ -82,5 +82,9 @@ def test_learner_signs_up_and_runs_hello_world(site, browser):
     editor = cell.find_element("css selector", ".cm-content")
     editor.click()
     ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()
-    wait_until(lambda: "Hello from How to Whale" in (hello_cell() or cell).text, 120,
-               message="hello-world's output never appeared")
+    try:
+        wait_until(lambda: "Hello from How to Whale" in (hello_cell() or cell).text, 120)
+    except AssertionError:
+        browser.save_screenshot(str(site.state / "failure.png"))
+        raise AssertionError("hello-world's output never appeared; the cell shows:\n"
+                             f"{(hello_cell() or cell).text[-1500:]}") from None
