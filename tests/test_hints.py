@@ -1,6 +1,6 @@
 """`whale-check NAME --hint N`: hints that fit what is actually missing on the learner's engine.
 
-Each challenge (lessons 3, 6 and 7) is put into several distinct broken states on a real
+Each challenge (lessons 3, 7 and 9) is put into several distinct broken states on a real
 engine (one engine for the module, emptied between states), with the lesson's own setup
 cell where the state is the one the lesson starts from. For each state the check must say
 what is missing, and hints 1, 2 and 3 must be the ones written for that state: different
@@ -9,30 +9,16 @@ from each other and from the other states' hints, and hint 3 never the solution 
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
 from pathlib import Path
 
-import nbformat
 import pytest
-from engine_fixtures import start_engine
+from hint_fixtures import assert_hints_fit, hints_of, learner_shell, lesson_cells
 
-from whale_core.bundle import CredentialBundle
 from whale_lessons import check
-from whale_lessons import runner as lessons
 
-
-def lesson_cells(number: int, tag: str) -> list[str]:
-    """The sources of lesson `number`'s code cells tagged `tag`."""
-    path = lessons.find_lessons([str(number)])[0]
-    return [c.source for c in nbformat.read(path, 4).cells
-            if c.cell_type == "code" and tag in lessons.cell_tags(c)]
-
-
-SETUP = {name: lesson_cells(n, "setup")[0] for name, n in
-         (("ports", 3), ("networks", 6), ("compose", 7))}
-SOLUTION = {name: lesson_cells(n, "solution")[0] for name, n in
-            (("ports", 3), ("networks", 6), ("compose", 7))}
+CHALLENGES = ("ports", "networks", "compose")
+SETUP = {name: lesson_cells(name, "setup")[0] for name in CHALLENGES}
+SOLUTION = {name: lesson_cells(name, "solution")[0] for name in CHALLENGES}
 
 ORDERS_HEALTHCHECK_ONLY = """mkdir -p orders && cd orders
 cat > compose.yaml <<'EOF'
@@ -101,19 +87,7 @@ IDS = [f"{name}: {state}" for name, state, *_ in STATES]
 @pytest.fixture(scope="module")
 def learner(lesson_mirror, host_docker, tmp_path_factory):
     """sh(script) on a fresh engine with the lesson images, as a learner's shell runs it."""
-    engine = start_engine("hints", tmp_path_factory, host_docker,
-                          registry_mirror=lesson_mirror.url)
-    work = tmp_path_factory.mktemp("learner")
-    env = lessons.learner_env(work, dict(os.environ,
-                                         **CredentialBundle.load(engine.bundle_dir).env))
-    env.pop("REQUESTS_CA_BUNDLE", None)  # see whale_lessons.runner.lesson_engine
-    env.pop("CURL_CA_BUNDLE", None)
-
-    def sh(script, timeout=120):
-        return subprocess.run(["bash", "-c", script], env=env, cwd=work, timeout=timeout,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    pulled = sh("docker pull -q busybox && docker pull -q webserver")
-    assert pulled.returncode == 0, pulled.stderr
+    sh, engine = learner_shell("hints", tmp_path_factory, host_docker, lesson_mirror.url)
     yield sh
     engine.remove()
 
@@ -126,33 +100,11 @@ def sh(learner):
             "docker rm -f $(docker ps -aq) 2>/dev/null; docker network prune -f")
 
 
-def hints_of(sh, name: str) -> list[str]:
-    """Hints 1 to 3 that `whale-check NAME --hint N` prints (the text after `Hint N of 3:`)."""
-    found = []
-    for level in (1, 2, 3):
-        out = sh(f"whale-check {name} --hint {level}")
-        assert out.returncode == 1, out.stdout + out.stderr
-        line = next(ln for ln in out.stdout.splitlines() if f"Hint {level} of 3:" in ln)
-        found.append(line.split(f"Hint {level} of 3:", 1)[1].strip())
-    return found
-
-
 @pytest.mark.parametrize(("name", "state", "script", "reason", "phrases"), STATES, ids=IDS)
 def test_hints_fit_the_broken_state(sh, name, state, script, reason, phrases):
     made = sh(script)
     assert made.returncode == 0, made.stdout + made.stderr
-    plain = sh(f"whale-check {name}")
-    assert plain.returncode == 1, plain.stdout + plain.stderr
-    assert plain.stdout == (f"✘ Not yet: {reason}.\n"
-                            f"  Hint: run `whale-check {name} --hint 1` (then 2 and 3 say more).\n")
-    hints = hints_of(sh, name)
-    for level, (hint, phrase) in enumerate(zip(hints, phrases, strict=True), 1):
-        assert phrase in hint, (level, hint)
-    assert len(set(hints)) == 3, hints  # each level says something else
-    # Hint 3 is nearly the answer, never the hidden solution's command to copy.
-    commands = [line.strip() for line in SOLUTION[name].splitlines()
-                if line.strip().startswith("docker ")]
-    assert not [c for c in commands if c in hints[2]], hints[2]
+    hints = assert_hints_fit(sh, name, reason, phrases, SOLUTION[name])
     assert "docker run -d --name site -p 8081:80 webserver" not in " ".join(hints)
     assert "docker network connect shop api" not in " ".join(hints)
 
@@ -203,11 +155,12 @@ def test_a_hint_names_the_next_level_until_the_last():
 
 
 def test_every_missing_state_is_written_with_three_hints():
-    """Every `raise Missing(...)` in check.py passes `hints=` with three texts, and a
-    Missing with fewer is an author's error at once, not a learner's traceback later."""
-    tree = ast.parse(Path(check.__file__).read_text())
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and getattr(node.func, "id", None) == "Missing"]
+    """Every `raise Missing(...)` in the lessons' checks passes `hints=` with three texts,
+    and a Missing with fewer is an author's error at once, not a learner's traceback later."""
+    sources = sorted((Path(check.__file__).parent / "checks").glob("lesson*.py"))
+    assert len(sources) >= 8
+    calls = [node for source in sources for node in ast.walk(ast.parse(source.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Missing"]
     assert len(calls) >= 30
     for call in calls:
         hints = {k.arg: k.value for k in call.keywords}.get("hints")

@@ -87,6 +87,18 @@ def test_the_database_is_kept_across_restarts(tmp_path):
     again.close()
 
 
+def test_results_kept_under_an_old_numbering_move_to_the_lessons_of_now(store):
+    """Volumes was lesson 5 before the curriculum grew: its results follow it to 6."""
+    store.record("ann", "volumes", 5, passed=True, verified=True, detail="ok", now=at(0))
+    store.record("ann", "ports", 3, passed=False, verified=False, detail="no", now=at(1))
+    lessons = {e.name: e.lesson for e in check.CHECKS.values()}
+    assert lessons["volumes"] == 6
+    assert store.renumber(lessons) == 1
+    assert [(r.exercise, r.lesson, r.status) for r in store.of("ann")] == [
+        ("ports", 3, "not-yet"), ("volumes", 6, "verified")]
+    assert store.renumber(lessons) == 0
+
+
 def learner(name="ann", **kw) -> dict:
     return {"kind": "user", "name": name, "admin": False, "groups": [],
             "scopes": ["access:services!service=whale-progress"], **kw}

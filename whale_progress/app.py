@@ -357,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     url = urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
     store = ProgressStore(args.db_url)
+    moved = store.renumber({e.name: e.lesson for e in exercises()})
+    if moved:
+        log.info("whale-progress: %d results filed under their exercises' lessons now", moved)
     progress = Progress(store, EngineFinder(args.state_dir), os.environ["JUPYTERHUB_API_URL"],
                         os.environ["JUPYTERHUB_API_TOKEN"])
     app = make_app(progress, prefix)

@@ -93,6 +93,18 @@ class ProgressStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def renumber(self, lessons: dict[str, int]) -> int:
+        """File each exercise's results under the lesson it is in now (`lessons`: exercise
+        to lesson), for results kept while the curriculum was numbered otherwise. Returns
+        how many rows moved."""
+        moved = 0
+        with self.engine.begin() as conn:
+            for exercise, lesson in lessons.items():
+                moved += conn.execute(results.update().where(
+                    (results.c.exercise == exercise) & (results.c.lesson != lesson)).values(
+                    lesson=lesson)).rowcount
+        return moved
+
     def record(self, username: str, exercise: str, lesson: int, *, passed: bool,
                verified: bool, detail: str, now: _dt.datetime | None = None) -> Result:
         """Add one attempt; return the row as it is now. `verified`: the hub ran the
