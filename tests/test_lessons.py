@@ -132,6 +132,12 @@ def test_lesson_new_scaffolds_the_house_structure(tmp_path):
     with pytest.raises(LookupError):
         lessons.find_lessons(["nope"], directory=tmp_path)
     assert lessons.find_lessons(["2"], directory=tmp_path) == [second]
+    # A lesson written for a place further on in the curriculum; a taken place is refused.
+    later = lessons.new_lesson("Later on", directory=tmp_path, number=5)
+    assert later.name == "05-later-on.ipynb"
+    assert lessons.lesson_meta(nbformat.read(later, 4))["lesson"] == 5
+    with pytest.raises(ValueError, match="lesson 2 is taken"):
+        lessons.new_lesson("Again", directory=tmp_path, number=2)
 
 
 # -- the registry mirror ------------------------------------------------------------------------

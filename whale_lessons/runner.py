@@ -98,10 +98,17 @@ def _code(text: str, *tags: str, hidden: bool = False):
     return cell
 
 
-def new_lesson(title: str, directory: Path = LESSONS_DIR, swarm: bool = False) -> Path:
-    """Write `NN-slug.ipynb`, the next lesson, with the house structure; return its path."""
+def new_lesson(title: str, directory: Path = LESSONS_DIR, swarm: bool = False,
+               number: int | None = None) -> Path:
+    """Write `NN-slug.ipynb`, the next lesson (or lesson `number`, a free one), with the
+    house structure; return its path."""
     existing = lesson_paths(directory)
-    number = int(existing[-1].name[:2]) + 1 if existing else 1
+    taken = {int(p.name[:2]) for p in existing}
+    if number is None:
+        number = max(taken) + 1 if taken else 1
+    elif number in taken or not 1 <= number <= 99:
+        raise ValueError(f"lesson {number} is taken (or not 1 to 99): lessons are "
+                         f"{', '.join(str(n) for n in sorted(taken))}")
     path = directory / f"{number:02d}-{slugify(title)}.ipynb"
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(KERNEL)
@@ -380,6 +387,7 @@ def add_arguments(sub) -> None:
     new = lsub.add_parser("new", help="scaffold the next lesson notebook")
     new.add_argument("title")
     new.add_argument("--swarm", action="store_true", help="the lesson needs a Swarm engine")
+    new.add_argument("--number", type=int, help="a free lesson number (default: the next)")
     new.set_defaults(func=cmd_new)
     test = lsub.add_parser("test", help="run lessons under nbval, each on a fresh engine")
     test.add_argument("names", nargs="*", help="lesson numbers, names or paths (default: all)")
@@ -392,7 +400,11 @@ def add_arguments(sub) -> None:
 
 
 def cmd_new(args) -> int:
-    path = new_lesson(args.title, swarm=args.swarm)
+    try:
+        path = new_lesson(args.title, swarm=args.swarm, number=args.number)
+    except ValueError as exc:
+        print(f"whale: {exc}", file=sys.stderr)
+        return 2
     print(f"whale: wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     print("  edit it in Jupyter, then: whale lesson record "
           f"{path.stem} && whale lesson test {path.stem}")
