@@ -145,6 +145,21 @@ class Hub:
         self.log.flush()
         return (self.state / "hub.log").read_text()[-n:]
 
+    def signed_in(self, name: str, password: str = "whale") -> requests.Session:  # noqa: S107 - the dummy authenticator's test password
+        """A browser's session for `name`, signed in on the login form through the proxy
+        (the dummy authenticator's password). Its `_xsrf` cookie is what forms and the
+        spawn page's progress stream send back."""
+        session = requests.Session()
+        session.trust_env = False
+        page = session.get(f"{self.url}/hub/login", timeout=30)
+        page.raise_for_status()
+        r = session.post(f"{self.url}/hub/login", allow_redirects=False, timeout=30, data={
+            "username": name, "password": password, "_xsrf": session.cookies.get("_xsrf", "")})
+        if r.status_code != 302:
+            session.close()
+            raise AssertionError(f"{name} could not sign in: HTTP {r.status_code}")
+        return session
+
     # -- the learner's server, through the proxy ---------------------------------------
     def server(self, name: str, method: str, path: str, **kw) -> requests.Response:
         return self.session.request(method, f"{self.url}/user/{name}/api{path}", timeout=30, **kw)

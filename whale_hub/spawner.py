@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 from functools import partial
 
@@ -35,12 +36,15 @@ from whale_core.ssh import SSH_FILES
 from .executor import blocking, docker_executor
 from .providers import EngineProvider, provider_class
 from .providers.base import claim, container_owner, network_owner, volume_owner
+from .startline import StartLine, ordinal
 
 BUNDLE_MOUNT = "/var/run/whale/bundle"
 #: Where an authenticator (or an earlier version of this site) may hand over a learner's
 #: own engine: auth_state["whale_bundle"], a base64 archive.
 AUTH_STATE_KEY = "whale_bundle"
 _TEMPLATES = Environment(loader=PackageLoader("whale_hub", "templates"), autoescape=True)
+#: The one line every learner's start waits in, in this hub (see concurrent_starts).
+START_LINE = StartLine(2)
 
 
 def read_auth_state(spawner: WhaleSpawner, auth_state: dict | None) -> None:
@@ -70,6 +74,13 @@ class WhaleSpawner(DockerSpawner):
         are found without this.""")
     byoc_ping_timeout = Float(
         5, config=True, help="Seconds an uploaded engine has to answer before the spawn is refused.")
+    concurrent_starts = Int(
+        0, config=True,
+        help="""How many learners' servers (and engines) start at the same time. When a
+        class presses Start at once, the others wait in line, first come first served, and
+        their spawn page says their place ("you are 12th in line"). 0: twice the machine's
+        CPUs, at least 2. (JupyterHub's concurrent_spawn_limit, above this, is how many may
+        wait at all before the hub refuses more.)""")
 
     # -- sandbox engines ----------------------------------------------------------------
     engine_image = Unicode("howtowhale/engine", config=True,
@@ -307,9 +318,17 @@ class WhaleSpawner(DockerSpawner):
         self._start_future = asyncio.ensure_future(self._start())
         return self._start_future
 
+    def _in_line(self, place: int) -> None:
+        self._emit(5, f"The class is starting: you are {ordinal(place)} in line")
+
     async def _start(self):
+        START_LINE.limit = self.concurrent_starts or max(2, 2 * (os.cpu_count() or 1))
         t0 = time.monotonic()
-        marks: dict[str, float] = {}
+        async with START_LINE.enter(self._in_line):
+            waited = time.monotonic() - t0
+            return await self._start_in_turn(t0, {"got its turn": waited} if waited > 0.05 else {})
+
+    async def _start_in_turn(self, t0: float, marks: dict[str, float]):
         engine_ready = None
         try:
             cls = self.chosen_provider()

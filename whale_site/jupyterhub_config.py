@@ -26,6 +26,12 @@ environment `whale up` prepares (see whale_site/site.py):
     WHALE_OAUTH_SCOPE      the OAuth provider (WHALE_AUTH=oauth); WHALE_PUBLIC_URL is
                            where learners reach the site (the callback's base)
     WHALE_ADMIN_TOKEN      optional: an API token with admin scopes (tests, benchmarks)
+    WHALE_CONCURRENT_STARTS  learners' servers that start at once; the others wait in line,
+                           told their place (0: twice the CPUs, at least 2)
+    WHALE_SPAWN_LIMIT      learners who may be starting or waiting in line at once (100);
+                           beyond it the hub asks them to wait a moment
+    WHALE_MAX_LEARNERS     servers running at once (default: what memory holds, at
+                           WHALE_LEARNER_MIB (170) per learner, 2 GiB kept for the host)
     JUPYTERHUB_CRYPT_KEY   key of the encrypted auth_state (uploaded bundles)
 
 For a public site, sign learners in with an OAuth provider: WHALE_AUTH=oauth (tested
@@ -34,6 +40,7 @@ configuration of your own that loads this one (`load_subconfig`).
 """
 import os
 import sys
+from pathlib import Path
 
 from whale_core.layout import engines_dir, hub_dir
 from whale_progress import ACCESS_SCOPE, INSTRUCTORS_GROUP, READ_SCOPE, SERVICE_NAME
@@ -72,6 +79,25 @@ c.WhaleSpawner.registry_mirror = os.environ.get("WHALE_REGISTRY_MIRROR", "")
 c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "0") == "1"  # lesson 8 runs swarm init
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 180
+
+
+# A whole class pressing Start at once: a few start at a time and the others wait in
+# line, their spawn page saying their place (WhaleSpawner.concurrent_starts). The hub
+# refuses only beyond these limits, with a plain page that tries again by itself
+# (whale_site/templates/429.html) instead of JupyterHub's "429 Too Many Requests".
+def seats_in_memory(per_learner_mib: int, kept_mib: int = 2048) -> int:
+    """How many learners this machine's memory holds (an idle learner's server and
+    engine with a kernel: benchmarks/spawn.py measures it), keeping some for the host."""
+    with open("/proc/meminfo") as meminfo:
+        total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    return max(1, (total_kib // 1024 - kept_mib) // per_learner_mib)
+
+
+c.WhaleSpawner.concurrent_starts = int(os.environ.get("WHALE_CONCURRENT_STARTS", "0"))
+c.JupyterHub.concurrent_spawn_limit = int(os.environ.get("WHALE_SPAWN_LIMIT", "100"))
+c.JupyterHub.active_server_limit = int(os.environ.get("WHALE_MAX_LEARNERS") or seats_in_memory(
+    int(os.environ.get("WHALE_LEARNER_MIB", "170"))))
+c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
 
 # Sign-in: a workshop works out of the box (learners sign up with a password of their
 # choosing); the encrypted auth_state holds uploaded bundles.
