@@ -62,9 +62,8 @@ def bounded(client) -> str:
             "kernel killed it for going over its memory limit; `docker inspect --format "
             "'{{.HostConfig.Memory}}' shop` shows that limit, in bytes",
             f"the kernel killed `shop` {at}: while it loads its 20 MB catalog the shop "
-            "needs about twice that. A limit is set when a container is made: remove "
-            "`shop` and run it again with a `--memory` that leaves room to spare (64m, "
-            "say)"))
+            "needs about twice that. Remove `shop` and run it again with a `--memory` "
+            "that leaves room to spare (64m, say)"))
     if c.status == "exited":
         raise Missing(f"`shop` is not running: it exited with code {state['ExitCode']}",
                       hints=(
