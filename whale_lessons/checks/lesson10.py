@@ -169,8 +169,8 @@ def ship_it(client) -> str:
             "a digest names exactly one image: this one is another",
             f"`docker image inspect --format '{{{{index .RepoDigests 0}}}}' {NAME}:{TAG}` "
             f"prints the digest of `{TAG}` with its repository",
-            f"the tag `{TAG}` has the digest {digest}: remove `{REPOSITORY}` and run it "
-            f"again from `{NAME}@` and that digest"))
+            f"`{REPOSITORY}` runs {used[:19]}…, but `{TAG}` is {digest}: remove "
+            f"`{REPOSITORY}` and run it again from that digest of `{NAME}`"))
     if shop.status != "running":
         raise Missing(f"`{REPOSITORY}` is {shop.status}, not running", hints=(
             "a stopped shop sells nothing",
