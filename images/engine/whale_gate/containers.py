@@ -115,7 +115,7 @@ def check_host_config(hc: dict | None, resolve) -> None:
     if (hc.get("PidMode") or "").lower().startswith("container:"):
         # From another container's processes, /proc/PID/root is that container's files,
         # writable while it is paused for `docker commit`, whose walk of them (dockerd
-        # 20.10, in the engine's mount namespace) follows a swapped-in link: the fourth
+        # 20.10 and 26.1, in the engine's mount namespace) follows a swapped-in link: the fourth
         # red team read the engine's TLS key that way.
         raise Refused("sharing another container's processes (--pid container:…)",
                       "a container that sees another's processes can change its files while the "

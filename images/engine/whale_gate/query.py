@@ -73,7 +73,7 @@ def query_build(q: dict) -> None:
 
 
 def query_commit(q: dict) -> None:
-    # dockerd 20.10 walks the container's changed files in the engine's own mount
+    # dockerd (20.10 and 26.1 alike) walks the container's changed files in the engine's own mount
     # namespace and follows a link swapped in meanwhile. Pausing the container is not
     # enough: the fourth and fifth red teams changed its files from another container
     # (through /proc/1/root, and through a directory handle passed over a unix socket,

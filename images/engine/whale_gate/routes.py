@@ -179,7 +179,10 @@ ROUTES = [
 # system in the engine's own mount namespace, following the path twice: a container that
 # swaps a directory for a link in between gets a volume mounted over any engine path (an
 # independent red team mounted one on /usr/sbin and ran its own runc as the engine's
-# root). The gate cannot see that race, so the archive calls are refused.
+# root). Engine 23 moved the copy into a mount namespace of its own, but still resolved
+# each volume's mount point by path before mounting it; upstream closed that only in a
+# later security release (GHSA-vp62-88p7-qqf5, GHSA-rg2x-37c3-w2rh), which Debian's 26.1.5
+# does not carry. The gate cannot see that race, so the archive calls stay refused.
 ARCHIVE = re.compile(r"/containers/[^/]+/archive\Z")
 COPY_RACE = ("on this engine a container can redirect the copy to the engine's own files. "
              "Copy through the container instead: docker exec -i NAME sh -c 'cat > /path' < FILE, "
@@ -209,13 +212,14 @@ def canonical_path(path: str) -> tuple[str, str]:
     return prefix, path
 
 
-# docker diff on Docker Engine 20.10 walks the container's changes in the engine's own
-# mount namespace, following a link that a container swaps in for a directory during the
-# walk: the eighth red team listed the engine's TLS files that way. Refused like docker cp.
+# docker diff (Engine 20.10 and 26.1 alike) walks the container's changes in the engine's
+# own mount namespace, by path, following a link that a container swaps in for a directory
+# during the walk: the eighth red team listed the engine's TLS files that way. Refused
+# like docker cp. (busybox's `find -newer` is no substitute: it compares whole seconds.)
 CHANGES = re.compile(r"/containers/[^/]+/changes\Z")
 DIFF_RACE = ("on this engine a container can redirect the listing to the engine's own files. "
-             "List what changed through the container instead: "
-             "docker exec NAME find / -xdev -newer /etc/hostname")
+             "See what a container added or removed through it instead: compare "
+             "docker exec NAME find / -xdev with docker run --rm IMAGE find / -xdev")
 
 
 def find_route(method: str, path: str):
