@@ -58,8 +58,9 @@ def secure_images(client) -> str:
     history = [step.get("CreatedBy") or "" for step in image.history()]
     if any(TOKEN in step or "TOKEN=" in step for step in history):
         raise Missing("`docker history --no-trunc shop` shows the token", hints=(
-            "a build argument (`ARG`, `--build-arg`) is written into the image's history, "
-            "for everyone who gets the image to read: the build needs the token another way",
+            "the history keeps each step's instruction, with the build arguments a `RUN` "
+            "saw (`|1 TOKEN=...`) and the value an `ENV` set, for everyone who gets the "
+            "image to read: the build needs the token another way",
             "a secret mount, `RUN --mount=type=secret,id=token ...`, puts the token in "
             "/run/secrets/token for one step only; `docker build --secret "
             "id=token,src=token.txt` hands it over",
@@ -69,14 +70,13 @@ def secure_images(client) -> str:
     if TOKEN in json.dumps(image.attrs.get("Config") or {}):
         raise Missing("`docker inspect shop` shows the token in the image's configuration",
                       hints=(
-            "`ENV` (and `LABEL`) are kept in the image's configuration, for everyone who "
-            "gets the image to read, and `ENV` is set in every container of it",
-            "`docker inspect --format '{{.Config.Env}}' shop` shows its environment; a "
-            "secret mount (`RUN --mount=type=secret,id=token`) hands the token to one "
-            "step only",
-            "in shop/Dockerfile, take the token out of `ENV`/`LABEL`, mount the secret "
-            "`token` in the `RUN` that needs it (the file /run/secrets/token), and build "
-            "with `--secret` again"))
+            "an image's configuration (its environment, labels, command) goes wherever "
+            "the image goes, for everyone who gets it to read",
+            "`docker inspect --format '{{json .Config}}' shop` shows it; `ENV`, `LABEL` "
+            "and `docker build --label` write there",
+            "build `shop` again without the token in an `ENV`, a `LABEL` or a `--label`: "
+            "the one `RUN` that needs it reads it from /run/secrets/token (a secret "
+            "mount)"))
     files = _files_with_token(client, image)
     if files:
         raise Missing(f"the image `shop` holds the token in the file {files[0]}", hints=(
