@@ -213,7 +213,64 @@ def test_at_least_three_lessons_end_in_a_challenge_that_starts_broken():
 
 # -- every check fails before its exercise and passes after -----------------------------------
 # What the lesson did before its exercise, besides its challenge's setup cells.
-SETUP = {"swarm": "docker swarm init --advertise-addr 127.0.0.1 >/dev/null"}
+SETUP = {"swarm": "docker swarm init --advertise-addr 127.0.0.1 >/dev/null",
+         # Lesson 13 works in its app's folder (here the test's own); its images in short:
+         # shop:1 serves a page on port 80, shop:2 on $PORT, 8080 unless set.
+         "capstone-compose": """docker pull -q webserver && docker pull -q busybox
+printf 'FROM webserver\\nRUN mkdir /data\\n' | docker build -q -t shop:1 -
+""",
+         "capstone-stack": """docker pull -q webserver && docker pull -q busybox
+printf 'FROM webserver\\nRUN mkdir /data\\n' | docker build -q -t shop:1 -
+docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+printf 'whale-admin-2024' | docker secret create admin_password -
+echo '<h1>Welcome to SHOP_NAME!</h1>' > page.html
+""",
+         "capstone-update": """docker pull -q webserver && docker pull -q busybox
+printf 'FROM webserver\\nRUN mkdir /data\\n' | docker build -q -t shop:1 -
+docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+printf 'whale-admin-2024' | docker secret create admin_password -
+echo '<h1>Welcome to SHOP_NAME!</h1>' > page.html
+cat > stack.yaml <<'EOF'
+services:
+  web:
+    image: shop:1
+    init: true
+    environment:
+      SHOP_NAME: Whale Shop
+    volumes:
+      - data:/data
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://localhost/"]
+      interval: 1s
+    configs:
+      - source: page
+        target: /shop/index.html
+    secrets:
+      - admin_password
+    deploy:
+      replicas: 2
+      endpoint_mode: dnsrr
+      update_config:
+        order: start-first
+        failure_action: rollback
+        monitor: 5s
+volumes:
+  data:
+configs:
+  page:
+    file: ./page.html
+secrets:
+  admin_password:
+    external: true
+networks:
+  default:
+    attachable: true
+EOF
+docker stack deploy --detach=false -c stack.yaml shop
+printf 'FROM shop:1\\nCMD ["sh", "-c", "exec httpd -f -p ${PORT:-8080} -h /www"]\\n' |
+  docker build -q -t shop:2 -
+sed -i 's/image: shop:1/image: shop:2/' stack.yaml
+"""}
 
 
 def _solutions() -> dict[str, str]:
