@@ -419,6 +419,19 @@ def test_stderr_is_its_own_stream_in_order(kernel):
     assert streams(run) == [("stderr", "bash: no-such-command-here: command not found\n")]
 
 
+def test_output_held_for_the_next_flush_goes_out_before_later_stderr(kernel):
+    """A fresh machine under load showed `docker info -f 'engine={{.ID}}'; docker context
+    ls` as "engine=", the context's warning, then the ID: the ID had been read from the
+    terminal but was held for the next flush (at most every 30 ms) while the warning,
+    read later, went out at once."""
+    code = ("for i in 1 2 3 4 5; do printf \"o$i-\"; sleep 0.01; printf 'x\\n'; "
+            "sleep 0.005; echo \"e$i\" >&2; sleep 0.05; done")
+    run = kernel.run(code)
+    assert run.status == "ok"
+    assert streams(run) == [pair for i in range(1, 6)
+                            for pair in (("stdout", f"o{i}-x\n"), ("stderr", f"e{i}\n"))]
+
+
 def test_a_redraw_keeps_the_errors_shown_before_it(kernel):
     """Progress redraws clear the output: what stderr said before is shown again."""
     code = r"""

@@ -212,8 +212,6 @@ class BashSession:
                                           0.05 if busy else idle_check)[0]
                 except (OSError, ValueError):
                     ready = [child.child_fd]
-                if self._err_fd in ready:
-                    self._drain_stderr(on_error)
                 try:
                     chunk = child.read_nonblocking(65536, timeout=0) \
                         if child.child_fd in ready else ""
@@ -258,6 +256,16 @@ class BashSession:
                     else:
                         pending += buf[:cut]
                         buf = buf[cut:]
+                if self._err_fd in ready:
+                    # What the terminal gave before stderr was written goes out first: the
+                    # terminal is read first when both are ready (a pty hands bytes on a
+                    # moment after they are written; a FIFO at once), and what is held
+                    # back for the next flush is sent before stderr.
+                    if pending:
+                        on_output(self._clean(pending))
+                        pending = ""
+                        last_flush = now
+                    self._drain_stderr(on_error)
                 if pending and now - last_flush >= flush_interval:
                     on_output(self._clean(pending))
                     pending = ""
