@@ -1353,6 +1353,15 @@ def test_a_refused_head_request_has_no_body_and_the_connection_stays_usable(raw)
         conn.close()
 
 
+def test_docker_inspect_of_an_image_named_with_its_registry_reaches_the_engine():
+    """`docker inspect 127.0.0.1:5000/shop:1.0` (lesson 10) looks for a container of that
+    name before the image: it was refused as an unknown API call, and the learner never
+    saw the image. Only reading a container's JSON takes such a name."""
+    allowed(decide("GET", "/v1.45/containers/127.0.0.1:5000/shop:1.0/json"))
+    allowed(decide("GET", "/v1.45/images/127.0.0.1:5000/shop:1.0/json"))
+    refused(decide("POST", "/v1.45/containers/127.0.0.1:5000/shop:1.0/kill"), "the API call")
+
+
 def test_docker_diff_is_refused_and_says_what_to_do_instead():
     """The eighth red team swapped a directory for a link during dockerd's walk of a
     container's changes, in the engine's mount namespace: it listed the engine's TLS files."""

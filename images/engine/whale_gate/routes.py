@@ -57,6 +57,9 @@ ROUTES = [
     Route(G, "/system/df", _p("verbose", many=("type",))),
     Route(G, "/containers/json", _p("all", "limit", "size", "filters", "since", "before")),
     Route(G, "/containers/{id}/json", _p("size")),
+    # `docker inspect REGISTRY:PORT/NAME:TAG` asks for a container of that name first (no
+    # container is named so: the engine answers 404), then for the image.
+    Route(G, "/containers/{name}/json", _p("size")),
     Route(G, "/containers/{id}/top", _p("ps_args")),
     Route(G, "/containers/{id}/logs", LOGS),
     Route(G, "/containers/{id}/export", {}),
