@@ -26,8 +26,7 @@ def pid1_ignores_sigterm(container) -> str | None:
 
 @check("lifecycle", lesson=2)
 def lifecycle(client) -> str:
-    """A background container `ticker` that Docker restarts unless you stop it, and that
-    stops at once when you do."""
+    """A background `ticker` that Docker restarts unless you stop it, and that stops at once."""
     c = find(client, "ticker")
     if c is None:
         raise Missing("there is no container named `ticker`", hints=(
