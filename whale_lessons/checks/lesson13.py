@@ -290,12 +290,14 @@ def capstone_update(client) -> str:
             "`docker stack deploy --detach=false -c FILE STACK` in the folder `shop`",
             "deploy stack.yaml, with version 2 and its health gate, as the stack `shop`"))
     image = _image(web)
+    container = web.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
     state = (web.attrs.get("UpdateStatus") or {}).get("State")
     if state in ("paused", "rollback_paused"):
+        on_8080 = image.endswith(":2") and _env(container.get("Env")).get("PORT") != "80"
         raise Missing(f"the update of `shop_web` to {image} stopped halfway: its state is "
                       f"`{state}`", hints=(
             "Swarm pauses an update when a new task fails and nothing tells it to roll "
-            "back; first find out why the tasks of version 2 fail",
+            "back; first find out why the tasks of the new version fail",
             "`docker service ps --no-trunc shop_web` shows how each task ended, `docker "
             "service logs shop_web` what the shop said as it started, and `docker service "
             "inspect --format '{{json .Spec.UpdateConfig}}' shop_web` what quick.yaml "
@@ -303,7 +305,10 @@ def capstone_update(client) -> str:
             "version 2 opens on port 8080 unless PORT says otherwise, while its "
             "healthcheck knocks on port 80: give `web` in stack.yaml the environment "
             "variable `PORT` set to \"80\", keep shop:2 and the update_config, and "
-            "deploy stack.yaml again"))
+            "deploy stack.yaml again" if on_8080 else
+            "the error of the failed tasks in `docker service ps --no-trunc shop_web` "
+            "names what to fix: fix it in stack.yaml, keep stage 3's update_config there, "
+            "and deploy stack.yaml again"))
     if state in ("updating", "rollback_started"):
         raise Missing(f"`shop_web` is still being updated (its update state is `{state}`)",
                       hints=(
@@ -313,7 +318,6 @@ def capstone_update(client) -> str:
             "where it is; `docker service ps shop_web` shows the tasks",
             "run the check again once the state is `completed`, `paused` or "
             "`rollback_completed`"))
-    container = web.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
     if not _healthcheck((container.get("Healthcheck") or {}).get("Test")):
         raise Missing("`shop_web` has no healthcheck: Swarm cannot tell a broken version "
                       "from a good one", hints=(
