@@ -37,6 +37,7 @@ from .executor import blocking, docker_executor
 from .providers import EngineProvider, provider_class
 from .providers.base import claim, container_owner, network_owner, volume_owner
 from .startline import StartLine, ordinal
+from .subnets import DEFAULT_POOL, create_bridge
 
 BUNDLE_MOUNT = "/var/run/whale/bundle"
 #: Where an authenticator (or an earlier version of this site) may hand over a learner's
@@ -74,6 +75,12 @@ class WhaleSpawner(DockerSpawner):
         are found without this.""")
     byoc_ping_timeout = Float(
         5, config=True, help="Seconds an uploaded engine has to answer before the spawn is refused.")
+    learner_subnets = Unicode(
+        DEFAULT_POOL, config=True,
+        help="""The address range learners' networks on the host are cut from, a /28 each
+        (the server, the engine, and room for an engine's nodes): a /16 holds 4,096. Pick
+        a range that no network of the machine uses. (Docker's own default pools hold 31
+        networks.)""")
     concurrent_starts = Int(
         0, config=True,
         help="""How many learners' servers (and engines) start at the same time. When a
@@ -401,9 +408,9 @@ class WhaleSpawner(DockerSpawner):
         try:
             host.api.inspect_network(self.network_name)
         except NotFound:
-            host.networks.create(self.network_name, driver="bridge",
-                                 options=bridge_options(self.network_name),
-                                 labels={ROLE_LABEL: "network", **self.whale_labels})
+            create_bridge(host, self.network_name, pool=self.learner_subnets,
+                          options=bridge_options(self.network_name),
+                          labels={ROLE_LABEL: "network", **self.whale_labels})
 
     async def stop(self, now=False):
         await super().stop(now=now)

@@ -1,0 +1,51 @@
+"""Learners' networks cut from the site's range (whale_hub.subnets): a 30-learner storm on a
+stock dockerd ran out of Docker's default address pools (31 networks) at the 23rd."""
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import pytest
+
+from whale_hub.subnets import candidates, create_bridge
+
+POOL = "10.251.7.0/26"  # four /28s
+
+
+def test_every_slice_of_the_range_is_tried_once_from_a_start_the_name_chooses():
+    tried = list(candidates("10.200.0.0/24", "whl-ann"))
+    assert len(tried) == len(set(tried)) == 16
+    assert all(n.prefixlen == 28 and n.subnet_of(ipaddress.ip_network("10.200.0.0/24"))
+               for n in tried)
+    starts = {next(candidates("10.200.0.0/16", f"whl-learner{i}")) for i in range(50)}
+    assert len(starts) > 40  # learners starting at once seldom try the same one first
+    with pytest.raises(ValueError, match="not an IPv4 range of at least a /28"):
+        next(candidates("10.200.0.0/29", "x"))
+    with pytest.raises(ValueError):
+        next(candidates("fd00::/64", "x"))
+
+
+@pytest.mark.docker
+def test_networks_take_free_slices_until_the_range_is_full(host_docker):
+    label = {"org.howtowhale.test-subnets": str(os.getpid())}
+    names = [f"whl-subnets-{os.getpid()}-{i}" for i in range(5)]
+    # A network of the machine already on one slice of the range: it is skipped.
+    squatter = host_docker.networks.create(
+        f"whl-subnets-{os.getpid()}-squatter", labels=label,
+        ipam={"Driver": "default", "Config": [{"Subnet": "10.251.7.16/28"}]})
+    try:
+        made = [create_bridge(host_docker, name, pool=POOL, options={}, labels=label)
+                for name in names[:3]]
+        subnets = [ipaddress.ip_network(n.attrs["IPAM"]["Config"][0]["Subnet"]) for n in made]
+        assert len(set(subnets)) == 3
+        assert ipaddress.ip_network("10.251.7.16/28") not in subnets
+        assert all(s.subnet_of(ipaddress.ip_network(POOL)) for s in subnets)
+        # The same learner again: their network, not another.
+        again = create_bridge(host_docker, names[0], pool=POOL, options={}, labels=label)
+        assert again.id == made[0].id
+        with pytest.raises(RuntimeError, match=r"no /28 of 10\.251\.7\.0/26 is free"):
+            create_bridge(host_docker, names[3], pool=POOL, options={}, labels=label)
+    finally:
+        for net in host_docker.networks.list(filters={"label": [
+                f"org.howtowhale.test-subnets={os.getpid()}"]}):
+            net.remove()
