@@ -23,7 +23,8 @@ from whale_site.images import lesson_image_names
 
 LESSONS = lessons.lesson_paths()
 TOPICS = ["first-container", "lifecycle", "ports", "dockerfile", "configure", "volumes",
-          "networks", "bounded", "compose", "ship-it", "secure-images", "swarm"]
+          "networks", "bounded", "compose", "ship-it", "secure-images", "swarm",
+          "capstone-compose", "capstone-stack", "capstone-update"]
 
 
 def code_cells(nb):
