@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from hub_fixtures import Hub  # noqa: E402
-from spawn import PLAIN_CONFIG, PLAIN_IMAGE, build_plain, server_container  # noqa: E402
+from spawn import bench_hub, build_plain, server_container  # noqa: E402
 
 from whale_core.layout import OWNER_LABEL  # noqa: E402
 
@@ -195,20 +193,9 @@ def main() -> None:
     build_plain()
     results = {}
     for label in args.hubs.split(","):
-        state = Path(tempfile.mkdtemp(prefix=f"whale-density-{label}-"))
-        cfg = None
-        if label == "plain":
-            cfg = state / "plain_config.py"
-            cfg.write_text(PLAIN_CONFIG.format(
-                site=str(ROOT / "whale_site" / "jupyterhub_config.py"), image=PLAIN_IMAGE))
         # No seat limit of the site's own in the way: this is what finds the limit.
-        hub = Hub(state, config=cfg, extra_env={"WHALE_PROVIDER": "sandbox",
-                                                "WHALE_MAX_LEARNERS": "100000"})
-        try:
+        with bench_hub(label, {"WHALE_MAX_LEARNERS": "100000"}) as (hub, _):
             results[label] = climb(hub, label, args.max, args.settle, args.reserve_mib)
-        finally:
-            hub.close()
-            shutil.rmtree(state, ignore_errors=True)
     for label, rows in results.items():
         table(label, rows)
         if rows:

@@ -13,6 +13,7 @@ container + engine container, with one kernel running).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -68,6 +69,33 @@ def build_plain() -> None:
         shutil.copytree(images.WHEELHOUSE, Path(ctx) / "wheelhouse")
         subprocess.run(["docker", "build", "-q", "-t", PLAIN_IMAGE, ctx], check=True,
                        stdout=subprocess.DEVNULL)
+
+
+@contextlib.contextmanager
+def bench_hub(label: str, extra_env: dict[str, str] | None = None, keep: bool = False):
+    """A running hub of kind `label` ("whale": this site; "plain": DockerSpawner and
+    bash_kernel on the same config), learners' engines from the sandbox provider; yields
+    (hub, the spawner's "spawned in" lines so far: a function). Closed, and its state
+    directory removed unless `keep`, on the way out."""
+    state = Path(tempfile.mkdtemp(prefix=f"whale-bench-{label}-"))
+    cfg = None
+    if label == "plain":
+        cfg = state / "plain_config.py"
+        cfg.write_text(PLAIN_CONFIG.format(site=str(ROOT / "whale_site" / "jupyterhub_config.py"),
+                                           image=PLAIN_IMAGE))
+    hub = Hub(state, extra_env={"WHALE_PROVIDER": "sandbox", **(extra_env or {})}, config=cfg)
+
+    def phases() -> list[str]:
+        log = (state / "hub.log").read_text(errors="replace")
+        return [line.split("]", 1)[-1].strip() for line in log.splitlines() if "spawned in" in line]
+    try:
+        yield hub, phases
+    finally:
+        hub.close()
+        if keep:
+            print(f"  {label}'s hub log: {state / 'hub.log'}")
+        else:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def server_container(client: docker.DockerClient, user: str) -> str:
@@ -131,22 +159,9 @@ def main() -> None:
     build_plain()
     results = {}
     for label in args.hubs.split(","):
-        state = Path(tempfile.mkdtemp(prefix=f"whale-spawn-{label}-"))
-        cfg = None
-        if label == "plain":
-            cfg = state / "plain_config.py"
-            cfg.write_text(PLAIN_CONFIG.format(site=str(ROOT / "whale_site" / "jupyterhub_config.py"),
-                                               image=PLAIN_IMAGE))
-        hub = Hub(state, extra_env={"WHALE_PROVIDER": "sandbox"}, config=cfg)
-        try:
+        with bench_hub(label, keep=args.keep_logs) as (hub, phases):
             results[label] = measure(hub, args.learners, label)
-        finally:
-            hub.close()
-        log = (state / "hub.log").read_text(errors="replace")
-        results[label]["phases"] = [line.split("]", 1)[-1].strip()
-                                    for line in log.splitlines() if "spawned in" in line]
-        if not args.keep_logs:
-            shutil.rmtree(state, ignore_errors=True)
+            results[label]["phases"] = phases()
     print(f"{args.learners} learners, started one after another\n")
     print(f"{'':<8}{'spawn median':>14}{'spawn max':>12}{'idle MiB/learner':>18}")
     for label, r in results.items():

@@ -22,9 +22,7 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from hub_fixtures import Hub  # noqa: E402
-from spawn import PLAIN_CONFIG, PLAIN_IMAGE, build_plain  # noqa: E402
+from spawn import bench_hub, build_plain  # noqa: E402
 
 TIMEOUT = 300.0
 
@@ -178,26 +176,10 @@ def main() -> None:
     build_plain()
     results = {}
     for label in args.hubs.split(","):
-        state = Path(tempfile.mkdtemp(prefix=f"whale-storm-{label}-"))
-        cfg = None
-        if label == "plain":
-            cfg = state / "plain_config.py"
-            cfg.write_text(PLAIN_CONFIG.format(
-                site=str(ROOT / "whale_site" / "jupyterhub_config.py"), image=PLAIN_IMAGE))
-        hub = Hub(state, extra_env={"WHALE_PROVIDER": "sandbox"}, config=cfg)
-        try:
+        with bench_hub(label, keep=args.keep_logs) as (hub, phases):
             results[label] = storm(hub, args.learners, label)
-        finally:
-            hub.close()
-        log = (state / "hub.log").read_text(errors="replace")
-        phases = [line.split("]", 1)[-1].strip() for line in log.splitlines()
-                  if "spawned in" in line]
-        results[label]["phases"] = phases
+            results[label]["phases"] = phases()
         print(f"{label}: {args.learners} learners in {results[label]['wall']:.1f} s", flush=True)
-        if args.keep_logs:
-            print(f"  {label}'s hub log: {state / 'hub.log'}")
-        else:
-            shutil.rmtree(state, ignore_errors=True)
     print(f"\n{args.learners} learners press Start at the same moment (through the proxy)\n")
     report(results)
     for label, r in results.items():
