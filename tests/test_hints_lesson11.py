@@ -145,5 +145,6 @@ def test_the_solution_passes_and_then_hints_are_not_needed(sh):
     assert out.stdout == ("✔ Well done: shop runs as app, read-only and without "
                           "capabilities, from an image that keeps no token.\n")
     history = sh("docker history --no-trunc --format '{{.CreatedBy}}' shop")
-    assert "tk-shop-4711" not in history.stdout and "--mount" not in history.stdout
+    assert "tk-shop-4711" not in history.stdout
+    assert "--mount" not in history.stdout
     assert "RUN /bin/sh -c test -s /run/secrets/token" in history.stdout

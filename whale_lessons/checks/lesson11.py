@@ -7,7 +7,7 @@ import time
 from whale_lessons.exercises import Missing, check, find, run
 
 #: The token the lesson's setup cell writes to shop/token.txt.
-TOKEN = "tk-shop-4711"
+TOKEN = "tk-shop-4711"  # noqa: S105 - the lesson's made-up token, which the check looks for
 
 
 def _is_root(user: str) -> bool:
