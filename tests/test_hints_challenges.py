@@ -146,6 +146,7 @@ def test_hints_fit_the_broken_state(sh, name, state, script, reason, phrases):
                                                          SOLUTION[name])
 
 
+@pytest.mark.docker  # reads what the broken states' tests saw on an engine
 def test_states_of_a_challenge_never_share_a_hint():
     """Two broken states of one challenge never get the same hint at any level (from the
     hints the test above saw; run with it)."""

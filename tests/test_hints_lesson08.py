@@ -93,6 +93,7 @@ def test_hints_fit_the_broken_state(sh, state, script, reason, phrases):
     SEEN[state] = assert_hints_fit(sh, "bounded", reason, phrases, SOLUTION)
 
 
+@pytest.mark.docker  # reads what the broken states' tests saw on an engine
 def test_each_state_has_hints_of_its_own():
     """Two distinct broken states never get the same hint at any level (the second
     out-of-memory kill is the first one's state at another limit: see the next test)."""
@@ -122,6 +123,7 @@ def test_the_solution_passes_and_then_hints_are_not_needed(sh):
     assert "Hello from a container" in facts.stdout
 
 
+@pytest.mark.docker  # reads what the broken states' tests saw on an engine
 def test_hint_3_says_which_limit_killed_the_shop():
     """One state at two limits (killed at 16 MiB, then at 20 MiB): hints 1 and 2 are the
     same, hint 3 names the limit the check found."""

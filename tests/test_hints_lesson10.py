@@ -106,6 +106,7 @@ def test_hints_fit_the_broken_state(sh, state, script, reason, phrases):
     SEEN[state] = hints
 
 
+@pytest.mark.docker  # reads what the broken states' tests saw on an engine
 def test_each_state_has_hints_of_its_own():
     """Two broken states never get the same hint at any level (from the states above)."""
     if len(SEEN) < 3:

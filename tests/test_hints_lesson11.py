@@ -127,6 +127,7 @@ def test_hints_fit_the_broken_state(sh, seen, state, script, reason, phrases):
     seen[state] = assert_hints_fit(sh, "secure-images", reason, phrases, SOLUTION)
 
 
+@pytest.mark.docker  # reads what the broken states' tests saw on an engine
 def test_each_state_has_hints_of_its_own(seen):
     """Two broken states never get the same hint at any level."""
     if len(seen) < 2:
