@@ -14,7 +14,9 @@ from jupyter_client.manager import KernelManager
 
 from whale_core.bundle import CredentialBundle
 from whale_core.store import CredentialStore
+from whale_hub.cluster import SandboxCluster
 from whale_hub.engine import SandboxEngine
+from whale_hub.specs import EngineSettings
 from whale_site import images
 
 TEST_LABEL = "org.howtowhale.test"
@@ -37,6 +39,20 @@ def start_engine(name: str, tmp_path_factory, host_docker, **kw) -> SandboxEngin
                            host=host_docker, labels={TEST_LABEL: str(os.getpid())}, **kw)
     engine.start()
     return engine
+
+
+def start_cluster(name: str, tmp_path_factory, host_docker, nodes: int = 3, **kw) -> SandboxCluster:
+    """A learner's Swarm of `nodes` classroom engines, as the spawner makes it."""
+    cluster = SandboxCluster(f"whale-test-{name}-{os.getpid()}",
+                             tmp_path_factory.mktemp(name) / "engine", host=host_docker,
+                             settings=EngineSettings(labels={TEST_LABEL: str(os.getpid())}, **kw),
+                             nodes=nodes)
+    try:
+        cluster.start(timeout=120)
+    except BaseException:
+        cluster.remove()
+        raise
+    return cluster
 
 
 def engine_env(engine: SandboxEngine) -> dict[str, str]:

@@ -56,6 +56,7 @@ class Hub:
                    WHALE_PROXY_API_PORT=str(self.proxy_api_port),
                    WHALE_HUB_CONNECT_IP=self.gateway, WHALE_AUTH="dummy",
                    WHALE_ADMIN_TOKEN=self.token, WHALE_PROVIDER="choice", WHALE_SWARM="0",
+                   WHALE_MAX_NODES="1",
                    WHALE_IDLE_TIMEOUT="3600", JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32))
         env.update(extra_env or {})
         # The host firewall for learners' networks, as `whale up` installs it: learners

@@ -30,8 +30,10 @@ def cell_with(*texts: str) -> str:
 FIRST = cell_with("mkdir -p shop && cd shop")
 APP = [FIRST.replace("mkdir -p shop && cd shop\n", ""), cell_with("cat > start.sh", "port 80"),
        cell_with("cat > Dockerfile")]
-SWARM = [cell_with("docker swarm init"), cell_with("docker secret create"),
-         cell_with("cat > page.html")]
+# The lesson runs on the Swarm of lesson 12; this engine is a Swarm of one node (its
+# manager, where the stack's placement puts the shop).
+SWARM = ["docker swarm init --advertise-addr 127.0.0.1 >/dev/null",
+         cell_with("docker secret create"), cell_with("cat > page.html")]
 GATE = cell_with("image: shop:1", "update_config:")  # stage 3: the gate, version 1
 VERSION_2 = cell_with("docker build -q -t shop:2")
 WAIT_PAUSED = cell_with("timeout 60", "paused")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 import zipfile
 from pathlib import Path
 
@@ -260,3 +261,50 @@ def test_someone_elses_objects_under_a_learners_names_are_left_alone(hub, host_d
     warnings = [line for line in (hub.state / "hub.log").read_text().splitlines() if "belongs to" in line]
     for decoy in (engine_container(slug), learner_network(slug), work_volume(slug)):
         assert any(f" {decoy} " in line for line in warnings), (decoy, warnings)
+
+
+def test_a_learner_who_picks_three_nodes_gets_a_swarm_of_three(tmp_path_factory, host_docker):
+    """The spawn form's choice, through a real hub: a Swarm of 3 classroom engines, node1
+    the one the learner's notebooks talk to; the others reached by name on their network;
+    a node down shows in the engine indicator's health, naming it."""
+    ensure_images()
+    hub = Hub(tmp_path_factory.mktemp("nodes-hub"), extra_env={"WHALE_MAX_NODES": "3"})
+    try:
+        learner = hub.user("carol")
+        session = _login(hub, learner)
+        form = session.get(f"{hub.url}/hub/spawn/{learner}", timeout=10).text
+        assert '<input type="radio" name="nodes" value="3">' in form
+        refused = session.post(f"{hub.url}/hub/spawn/{learner}", timeout=30, data={
+            "engine": "sandbox", "nodes": "5", "_xsrf": session.cookies.get("_xsrf")})
+        assert "This site offers engines of 1, 3 nodes, not &#39;5&#39;." in refused.text
+
+        events = hub.start(learner, {"engine": "sandbox", "nodes": 3})
+        assert any(e.get("message") == "Creating your Swarm of 3 Docker engines" for e in events)
+        nodes = hub.run(learner, "docker node ls --format '{{.Hostname}} {{.Status}}' | sort")
+        assert nodes.split("\n")[:3] == ["node1 Ready", "node2 Ready", "node3 Ready"]
+        assert hub.run(learner, "docker --host tcp://node3:2376 info -f '{{.Name}}'").strip() == "node3"
+
+        node3 = f"{engine_container(learner_slug(learner))}.node3"
+        host_docker.containers.get(node3).stop(timeout=1)
+        health = None
+        for _ in range(60):  # the manager calls a node down after its missed heartbeats
+            health = hub.session.get(f"{hub.url}/user/{learner}/whale/api/health",
+                                     params={"refresh": "1"}, timeout=30).json()
+            if health["status"] != "ok":
+                break
+            time.sleep(1)
+        assert health["status"] == "degraded", health
+        assert "swarm node node3 is not ready (2 of 3 nodes ready)" in health["reason"], health
+        assert (health["swarm"]["ready"], health["swarm"]["total"]) == (2, 3)
+
+        # The next start puts node3 back; the one after with 1 node removes the workers.
+        hub.stop(learner)
+        assert host_docker.containers.get(node3).status == "exited"
+        hub.start(learner, {"engine": "sandbox", "nodes": 3})
+        nodes = hub.run(learner, "docker node ls --format '{{.Hostname}} {{.Status}}' | sort")
+        assert nodes.split("\n")[:3] == ["node1 Ready", "node2 Ready", "node3 Ready"]
+        hub.stop(learner)
+        hub.start(learner, {"engine": "sandbox", "nodes": 1})
+        assert not host_docker.containers.list(all=True, filters={"name": node3})
+    finally:
+        hub.close()

@@ -139,6 +139,24 @@ def test_lesson_new_scaffolds_the_house_structure(tmp_path):
     assert lessons.lesson_meta(nbformat.read(later, 4))["lesson"] == 5
     with pytest.raises(ValueError, match="lesson 2 is taken"):
         lessons.new_lesson("Again", directory=tmp_path, number=2)
+    # A lesson on a Swarm of 3 nodes says so, and its first cell checks them.
+    swarm = nbformat.read(lessons.new_lesson("On three", directory=tmp_path, nodes=3), 4)
+    assert lessons.lesson_meta(swarm)["nodes"] == 3
+    assert lessons.lesson_nodes(lessons.lesson_meta(swarm)) == 3
+    assert code_cells(swarm)[0].source == "whale-check --nodes 3"
+
+
+def test_lessons_on_a_swarm_of_several_nodes_check_their_nodes_first():
+    """Lessons 12 and 13 run on a Swarm of 3 nodes (issue 9): tested on one, and their
+    first cell tells a learner with fewer nodes how to get them."""
+    wanting = {}
+    for path in LESSONS:
+        nb = nbformat.read(path, 4)
+        nodes = lessons.lesson_nodes(lessons.lesson_meta(nb))
+        if nodes > 1:
+            wanting[path.name[:2]] = nodes
+            assert code_cells(nb)[0].source == f"whale-check --nodes {nodes}", path.name
+    assert wanting == {"12": 3, "13": 3}
 
 
 # -- the registry mirror ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tornado import web
 from traitlets.config import Config
 
 from whale_core.archives import MAX_ARCHIVE_BYTES
+from whale_core.errors import BundleError
 from whale_hub.providers import ByocProvider, EngineProvider, SandboxProvider, provider_class
 from whale_hub.spawner import AUTH_STATE_KEY
 
@@ -110,6 +111,42 @@ def test_the_form_offers_what_the_site_offers(make_hub):
     assert "<script>" not in page
     assert "&lt;script&gt;" in page
     assert 'type="file"' not in page
+
+
+def test_the_form_offers_1_3_and_5_nodes_up_to_the_sites_maximum(make_hub):
+    page = make_hub(provider="sandbox", engine_max_nodes=3).spawner().options_form
+    assert '<input type="radio" name="nodes" value="1" checked>' in page
+    assert '<input type="radio" name="nodes" value="3">' in page
+    assert 'value="5"' not in page
+    page = make_hub(provider="choice", engine_nodes=3, engine_max_nodes=5).spawner().options_form
+    assert [n for n in (1, 3, 5) if f'name="nodes" value="{n}"' in page] == [1, 3, 5]
+    assert '<input type="radio" name="nodes" value="3" checked>' in page
+    # A site without a choice (the library's default) shows none.
+    assert make_hub(provider="sandbox", engine_nodes=3).spawner().options_form == ""
+
+
+def test_a_learner_gets_the_nodes_they_chose_if_the_site_offers_them(make_hub):
+    hub = make_hub(provider="sandbox", engine_max_nodes=3)
+    spawner = hub.spawner()
+    assert hub.run(spawner.run_options_from_form({"engine": ["sandbox"], "nodes": ["3"]})) == \
+        {"engine": "sandbox", "nodes": 3}
+    for bad in ("5", "0", "three", "-1"):
+        with pytest.raises(web.HTTPError) as refused:
+            hub.run(spawner.run_options_from_form({"engine": ["sandbox"], "nodes": [bad]}))
+        assert refused.value.status_code == 400
+        assert f"This site offers engines of 1, 3 nodes, not {bad!r}." in refused.value.log_message
+    spawner.user_options = {"engine": "sandbox", "nodes": 3}
+    assert spawner.engine_node_count() == 3
+    assert SandboxProvider(spawner).preparing == "Creating your Swarm of 3 Docker engines"
+    spawner.user_options = {}
+    assert spawner.engine_node_count() == 1
+    # Through the REST API, user_options arrive as they were sent: checked at the start.
+    spawner.user_options = {"engine": "sandbox", "nodes": 5}
+    with pytest.raises(BundleError, match=r"offers engines of 1, 3 nodes, not 5\."):
+        spawner.engine_node_count()
+    with pytest.raises(BundleError, match="not 5"):
+        SandboxProvider(spawner).prepare()
+    assert spawner.get_env()["WHALE_MAX_NODES"] == "3"
 
 
 def test_options_from_form_has_no_side_effects_and_keeps_no_plain_secret(make_hub, archive):

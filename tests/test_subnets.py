@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from whale_hub.subnets import candidates, create_bridge
+from whale_hub.subnets import candidates, create_bridge, dynamic_range, node_address
 
 POOL = "10.251.7.0/26"  # four /28s
 
@@ -25,6 +25,16 @@ def test_every_slice_of_the_range_is_tried_once_from_a_start_the_name_chooses():
         next(candidates("fd00::/64", "x"))
 
 
+def test_nodes_have_fixed_addresses_above_the_ones_docker_hands_out():
+    subnet = ipaddress.ip_network("10.200.3.32/28")
+    assert dynamic_range(subnet) == ipaddress.ip_network("10.200.3.32/29")
+    nodes = [node_address(subnet, n) for n in range(1, 6)]
+    assert nodes == ["10.200.3.46", "10.200.3.45", "10.200.3.44", "10.200.3.43", "10.200.3.42"]
+    assert not any(ipaddress.ip_address(a) in dynamic_range(subnet) for a in nodes)
+    with pytest.raises(ValueError, match="an engine has nodes 1 to 5"):
+        node_address(subnet, 6)
+
+
 @pytest.mark.docker
 def test_networks_take_free_slices_until_the_range_is_full(host_docker):
     label = {"org.howtowhale.test-subnets": str(os.getpid())}
@@ -40,6 +50,9 @@ def test_networks_take_free_slices_until_the_range_is_full(host_docker):
         assert len(set(subnets)) == 3
         assert ipaddress.ip_network("10.251.7.16/28") not in subnets
         assert all(s.subnet_of(ipaddress.ip_network(POOL)) for s in subnets)
+        # Docker hands out the lower half; the upper half is for nodes' fixed addresses.
+        assert [n.attrs["IPAM"]["Config"][0]["IPRange"] for n in made] == [
+            str(dynamic_range(s)) for s in subnets]
         # The same learner again: their network, not another.
         again = create_bridge(host_docker, names[0], pool=POOL, options={}, labels=label)
         assert again.id == made[0].id

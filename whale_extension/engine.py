@@ -180,12 +180,15 @@ class EngineMonitor:
         down = [n["hostname"] for n in swarm.get("nodes") or [] if n["status"] != "ready"]
         if down:
             problems.append(f"swarm node{'s' if len(down) > 1 else ''} "
-                            f"{', '.join(down)} {'are' if len(down) > 1 else 'is'} not ready")
+                            f"{', '.join(down)} {'are' if len(down) > 1 else 'is'} not ready "
+                            f"({swarm['ready']} of {swarm['total']} nodes ready)")
         if problems:
             text = "; ".join(problems)
             return {"status": "degraded", "code": "degraded",
                     "reason": f"The engine answers, but {text}."}
         where = f", swarm {swarm['role']}" if state == "active" else ""
+        if swarm.get("total", 0) > 1:
+            where += f" of {swarm['total']} nodes, all ready"
         return {"status": "ok", "code": "ok", "reason": (
             f"Docker {engine['version']} at {bundle.docker_host} answers in "
             f"{engine['latency_ms']:.0f} ms{where}.")}
@@ -277,6 +280,8 @@ def _engine_facts(bundle: CredentialBundle, timeout: float) -> dict:
             swarm["role"] = "manager" if manager else "worker"
             if manager:
                 swarm["nodes"] = [_node(n) for n in api.nodes()]
+                swarm["total"] = len(swarm["nodes"])
+                swarm["ready"] = sum(n["status"] == "ready" for n in swarm["nodes"])
         return {"engine": engine, "swarm": swarm}
 
 

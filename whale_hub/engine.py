@@ -34,6 +34,7 @@ from .specs import (
     engine_container_spec,
     needs_rebuild,
 )
+from .subnets import DEFAULT_POOL, create_bridge
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
@@ -46,14 +47,22 @@ def free_port(ip: str = "127.0.0.1") -> int:
 class SandboxEngine:
     """A learner's Docker engine: a container that only listens with mutual TLS.
 
-    `state_dir` holds the engine's TLS files (tls/) and the learner's bundle (bundle/).
+    `state_dir` holds the engine's TLS files (tls/), the learner's bundle (bundle/) and
+    the CA that made them (ca/, never mounted anywhere). An engine is node 1 of its
+    learner's Swarm, the one the bundle names; nodes 2 to 5 (whale_hub.cluster) are
+    engines too, with certificates from node 1's CA, so the learner's bundle reaches
+    them as well.
     """
 
     def __init__(self, name: str, state_dir: Path | str, *,
                  host: docker.DockerClient | None = None, port: int | None = None,
-                 settings: EngineSettings | None = None, **options):
-        """`settings`, or its fields as keyword arguments (EngineSettings)."""
+                 settings: EngineSettings | None = None, node: int = 1,
+                 ca: CertificateAuthority | None = None, **options):
+        """`settings`, or its fields as keyword arguments (EngineSettings). A node other
+        than 1 takes node 1's `ca`."""
         self.name = name
+        self.node = node
+        self._ca = ca
         self.settings = settings or EngineSettings(**options)
         self.state_dir = Path(state_dir)
         self.host = host or docker.from_env()
@@ -71,8 +80,26 @@ class SandboxEngine:
         return self.settings.network or self.own_network
 
     @property
+    def hostname(self) -> str:
+        """The engine's host name (`docker node ls`, `docker info`): node1, node2, ..."""
+        return f"node{self.node}"
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Its names on its network, where the learner's server reaches it."""
+        return ("engine", self.hostname) if self.node == 1 else (self.hostname,)
+
+    @property
     def tls_dir(self) -> Path:
         return self.state_dir / "tls"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.state_dir / "ca"
+
+    def ca(self) -> CertificateAuthority | None:
+        """The CA of this engine's certificates (None for an engine made before CAs were kept)."""
+        return self._ca or CertificateAuthority.load(self.ca_dir)
 
     @property
     def bundle_dir(self) -> Path:
@@ -86,9 +113,11 @@ class SandboxEngine:
     @property
     def learner_host(self) -> str:
         """Where the learner's server reaches the engine (what the bundle says)."""
+        if not self.settings.network:
+            return self.docker_host  # no learner's server: the machine's own tools
         if self.settings.network_ip:
             return f"tcp://{self.settings.network_ip}:2376"
-        return f"tcp://{self.name}:2376" if self.settings.network else self.docker_host
+        return f"tcp://{self.name}:2376"
 
     def start(self, timeout: float = 30.0, wait: bool = True) -> CredentialBundle | None:
         """Create certificates, start the engine and (unless wait=False) wait until it
@@ -110,19 +139,30 @@ class SandboxEngine:
         exists and fits is kept (with what the learner made on it); one made with another
         mirror, policy or engine image (an upgrade: say, one without the classroom
         policy) is replaced by a new one. launch() starts it."""
-        try:
-            self.container = self.host.containers.get(self.name)
-            CredentialBundle.load(self.bundle_dir)
-            why = needs_rebuild(self.container.attrs, self.settings,
-                                self.host.images.get(self.settings.image).id)
-        except (NotFound, BundleError) as exc:
-            why = str(exc)
+        why = self.rebuild_reason()
         if why is not None:
             self._remove_container()
             self._make_new()
             self._ensure_network()
             return
         self.port = int(self.container.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"])
+
+    def rebuild_reason(self) -> str | None:
+        """Why this engine must be made anew (None: it exists and fits; see prepare)."""
+        try:
+            self.container = self.host.containers.get(self.name)
+            CredentialBundle.load(self.bundle_dir)
+            why = needs_rebuild(self.container.attrs, self.settings,
+                                self.host.images.get(self.settings.image).id)
+        except (NotFound, BundleError) as exc:
+            return str(exc)
+        if why is None and self._ca is not None:
+            try:
+                same = (self.tls_dir / "ca.pem").read_bytes() == self._ca.cert_pem
+            except FileNotFoundError:
+                same = False
+            why = None if same else "node made with another CA than its Swarm's first node"
+        return why
 
     def _make_new(self) -> None:
         """Certificates and the client bundle of a new engine."""
@@ -131,17 +171,31 @@ class SandboxEngine:
             self.disk.remove()
         shutil.rmtree(self.state_dir, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        ca = CertificateAuthority.create(name=f"How to Whale CA for {self.name}")
-        ips = {"127.0.0.1", self.settings.bind_ip}
-        if self.settings.network_ip:
-            ips.add(self.settings.network_ip)
-        ips = sorted(ips)
-        server = ca.issue_server(hostnames=("localhost", self.name), ips=tuple(ips))
-        client = ca.issue_client(common_name=self.name)
-        write_engine_tls(self.tls_dir, ca, server)
         # A fixed host port (not Docker's random one) survives a stop/start, so the
         # bundle's DOCKER_HOST stays right.
         self.port = self.port or free_port(self.settings.bind_ip)
+        self._write_certificates(self._ca)
+
+    def reissue(self) -> None:
+        """A new CA and new certificates for an engine that exists, keeping its data (an
+        engine made before CAs were kept gets one, to sign its Swarm's new nodes). A
+        running engine is stopped: it uses them from its next start."""
+        self.stop()
+        shutil.rmtree(self.bundle_dir, ignore_errors=True)
+        self._write_certificates(None)
+
+    def _write_certificates(self, ca: CertificateAuthority | None) -> None:
+        """The engine's TLS files and its client bundle, from `ca` (None: a new CA, kept)."""
+        if ca is None:
+            ca = CertificateAuthority.create(name=f"How to Whale CA for {self.name}")
+            ca.save(self.ca_dir)
+        ips = {"127.0.0.1", self.settings.bind_ip}
+        if self.settings.network_ip:
+            ips.add(self.settings.network_ip)
+        server = ca.issue_server(hostnames=("localhost", self.name, *self.aliases),
+                                 ips=tuple(sorted(ips)))
+        client = ca.issue_client(common_name=self.name)
+        write_engine_tls(self.tls_dir, ca, server)
         write_client_bundle(self.bundle_dir, ca, client, self.learner_host)
 
     def launch(self) -> None:
@@ -171,7 +225,8 @@ class SandboxEngine:
             self.name, self.settings, port=self.port, tls_dir=self.tls_dir.resolve(),
             network=self.attached_network,
             disk_dir=self.disk.ensure().resolve() if self.disk is not None else None,
-            seccomp_profile=SECCOMP_PROFILE.read_text() if self.settings.policy else None)
+            seccomp_profile=SECCOMP_PROFILE.read_text() if self.settings.policy else None,
+            hostname=self.hostname, aliases=self.aliases)
 
     def wait_ready(self, timeout: float = 30.0) -> CredentialBundle:
         """Wait until the engine answers a TLS ping (and Swarm is active, if asked)."""
@@ -200,14 +255,18 @@ class SandboxEngine:
             time.sleep(0.05)
         raise TimeoutError(f"engine {self.name} did not answer within {timeout:.0f} s: {last}")
 
+    def network_address(self) -> str:
+        """The engine's address on its network, where its Swarm's other nodes reach it."""
+        self.container.reload()
+        return self.container.attrs["NetworkSettings"]["Networks"][self.attached_network]["IPAddress"]
+
     def _ensure_network(self) -> None:
-        # The bridge is named so that the host firewall's rules match it (firewall.py).
+        # The bridge is named so that the host firewall's rules match it (firewall.py),
+        # and cut from the learners' range: a subnet of its own, on which the nodes of
+        # the engine's Swarm have fixed addresses.
         name = self.attached_network
-        try:
-            self.host.networks.get(name)
-        except NotFound:
-            self.host.networks.create(name, driver="bridge", options=bridge_options(name),
-                                      labels={ROLE_LABEL: "network", **self.settings.labels})
+        create_bridge(self.host, name, pool=DEFAULT_POOL, options=bridge_options(name),
+                      labels={ROLE_LABEL: "network", **self.settings.labels})
 
     def stop(self, timeout: int = 5) -> None:
         """Stop the engine container (its images and containers stay in its volume)."""
@@ -228,14 +287,15 @@ class SandboxEngine:
             pass
         self.container = None
 
-    def remove(self) -> None:
-        """Remove the engine container, its data volume, its state directory, and its
+    def remove(self, network: bool = True) -> None:
+        """Remove the engine container, its data volume, its state directory, and (unless
+        `network` is False: a node of a Swarm, whose network is its first node's) its
         network once nothing else is on it."""
         self._remove_container()
         if self.disk is not None:
             self.disk.remove()
         shutil.rmtree(self.state_dir, ignore_errors=True)
-        if self.settings.network or self.own_network:
+        if network:
             try:
                 net = self.host.networks.get(self.attached_network)
                 net.reload()

@@ -130,6 +130,26 @@ class CertificateAuthority(Issued):
         """A client certificate: what goes into a learner's credentials bundle."""
         return self._issue(common_name, ExtendedKeyUsageOID.CLIENT_AUTH, **kw)
 
+    def save(self, directory: Path) -> None:
+        """Keep the CA (its key 0600, in a 0700 directory) to issue more later: the
+        certificates of nodes added to an engine's Swarm."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(directory / CA_KEY, self.key_pem)
+        (directory / CA_CERT).write_bytes(self.cert_pem)
+
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority | None:
+        """A CA kept by save(); None if there is none (or only part of one)."""
+        try:
+            key = serialization.load_pem_private_key((directory / CA_KEY).read_bytes(), None)
+            cert = x509.load_pem_x509_certificate((directory / CA_CERT).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        return cls(cert=cert, key=key)
+
+
+CA_CERT, CA_KEY = "ca.pem", "ca-key.pem"
+
 
 def write_private(path: Path, data: bytes) -> None:
     """Write a file readable by its owner only (keys must never be group/world readable)."""

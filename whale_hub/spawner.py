@@ -33,6 +33,7 @@ from whale_core.layout import OWNER_LABEL, ROLE_LABEL, SITE_LABEL, site_id_of
 from whale_core.names import bridge_options, learner_network, learner_slug, work_volume
 from whale_core.ssh import SSH_FILES
 
+from .cluster import MAX_NODES
 from .executor import blocking, docker_executor
 from .providers import EngineProvider, provider_class
 from .providers.base import claim, container_owner, network_owner, volume_owner
@@ -105,6 +106,16 @@ class WhaleSpawner(DockerSpawner):
                                 disk. '' for no limit (a plain Docker volume).""")
     engine_swarm = Bool(False, config=True,
                         help="Initialise each sandbox engine as a one-node Swarm (Swarm lesson).")
+    engine_nodes = Int(1, config=True,
+                       help="""Nodes of each learner's sandbox engine, unless they choose
+                       otherwise on the spawn form (1 to 5): with more than one, the engine
+                       is a Swarm of that many engines on the learner's network, node1
+                       its manager (the one their notebooks talk to) and the others its
+                       workers. Each node is a classroom engine with the limits above.""")
+    engine_max_nodes = Int(0, config=True,
+                           help="""The most nodes a learner may choose on the spawn form (up
+                           to 5; the form offers 1, 3 and 5 up to it). 0: engine_nodes, and
+                           no choice.""")
     engine_policy = Bool(True, config=True,
                          help="""Run sandbox engines as classroom engines: containers in a user
                          namespace, and no privileged containers, host namespaces, added
@@ -188,9 +199,42 @@ class WhaleSpawner(DockerSpawner):
     @default("options_form")
     def _default_options_form(self):
         offered = self.offered_providers()
-        if len(offered) == 1 and not offered[0].accepts_upload:
+        nodes = self.node_choices() if any(cls.name == "sandbox" for cls in offered) else []
+        if len(offered) == 1 and not offered[0].accepts_upload and len(nodes) < 2:
             return ""
-        return _TEMPLATES.get_template("spawn_form.html").render(providers=offered)
+        return _TEMPLATES.get_template("spawn_form.html").render(
+            providers=offered, nodes=nodes if len(nodes) > 1 else [],
+            default_nodes=self.default_nodes())
+
+    # -- a Swarm of several engines -----------------------------------------------------
+    def max_nodes(self) -> int:
+        """The most nodes a learner's engine may have here."""
+        return min(MAX_NODES, max(1, self.engine_max_nodes or self.engine_nodes))
+
+    def default_nodes(self) -> int:
+        return min(max(1, self.engine_nodes), self.max_nodes())
+
+    def node_choices(self) -> list[int]:
+        """What the spawn form offers: 1, 3 and 5 nodes up to the site's maximum (and the
+        default and the maximum themselves)."""
+        if not self.engine_max_nodes:
+            return [self.default_nodes()]
+        top = self.max_nodes()
+        return sorted({n for n in (1, 3, 5) if n <= top} | {self.default_nodes(), top})
+
+    def engine_node_count(self) -> int:
+        """Nodes of this start's sandbox engine: the learner's choice (user_options
+        "nodes", from the form or the REST API) if the site offers it."""
+        wanted = (self.user_options or {}).get("nodes")
+        if wanted is None:
+            return self.default_nodes()
+        choices = self.node_choices()
+        if isinstance(wanted, str) and wanted.isdigit():
+            wanted = int(wanted)
+        if type(wanted) is not int or wanted not in choices:
+            raise BundleError("bad-nodes", f"This site offers engines of "
+                              f"{', '.join(map(str, choices))} nodes, not {wanted!r}.")
+        return wanted
 
     @property
     def executor(self):
@@ -255,6 +299,12 @@ class WhaleSpawner(DockerSpawner):
         if cls is None:
             raise web.HTTPError(400, f"This site offers no engine of the kind {name!r}.")
         options = {"engine": name}
+        if cls.name == "sandbox" and formdata.get("nodes"):
+            nodes = formdata["nodes"][0]
+            if not nodes.isdigit() or int(nodes) not in self.node_choices():
+                raise web.HTTPError(400, f"This site offers engines of "
+                                    f"{', '.join(map(str, self.node_choices()))} nodes, not {nodes!r}.")
+            options["nodes"] = int(nodes)
         if not cls.accepts_upload:
             return options
         uploads = formdata.get("bundle_file") or []
@@ -429,6 +479,8 @@ class WhaleSpawner(DockerSpawner):
         if self.registry_mirror:
             # The kernel lists what the class's mirror holds when a pull fails.
             env["WHALE_REGISTRY_MIRROR"] = self.registry_mirror
+        # A lesson that needs more nodes says how to get them (whale-check --nodes).
+        env["WHALE_MAX_NODES"] = str(self.max_nodes())
         return env
 
     async def create_object(self):

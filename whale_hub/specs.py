@@ -92,7 +92,8 @@ def engine_env(settings: EngineSettings) -> dict[str, str]:
 
 def engine_container_spec(name: str, settings: EngineSettings, *, port: int, tls_dir: Path,
                           network: str, disk_dir: Path | None = None,
-                          seccomp_profile: str | None = None) -> dict:
+                          seccomp_profile: str | None = None, hostname: str | None = None,
+                          aliases: tuple[str, ...] = ("engine",)) -> dict:
     """How to create a learner's engine container, as plain data:
 
     - `create`: keyword arguments of docker-py's `APIClient.create_container`, without
@@ -103,6 +104,8 @@ def engine_container_spec(name: str, settings: EngineSettings, *, port: int, tls
     - `endpoint`: `(network, aliases, ipv4_address)` of its one network.
 
     `seccomp_profile` is the text of the classroom seccomp profile (policy engines only).
+    `hostname` is the engine's own (what `docker node ls` shows), `aliases` its names on
+    its network.
     """
     binds = {str(tls_dir): {"bind": "/etc/whale/tls", "mode": "ro"}}
     if disk_dir is not None:
@@ -127,12 +130,12 @@ def engine_container_spec(name: str, settings: EngineSettings, *, port: int, tls
             raise ValueError("a classroom engine needs its seccomp profile")
         raw["SecurityOpt"] = ["seccomp=" + seccomp_profile]
     return {
-        "create": dict(image=settings.image, name=name, detach=True,
+        "create": dict(image=settings.image, name=name, detach=True, hostname=hostname,
                        environment=engine_env(settings),
                        labels={ROLE_LABEL: "engine", **settings.labels}, ports=[2376]),
         "host_config": host_config,
         "host_config_raw": raw,
-        "endpoint": (network, ["engine"], settings.network_ip),
+        "endpoint": (network, list(aliases), settings.network_ip),
     }
 
 

@@ -21,6 +21,31 @@ DEFAULT_POOL = "10.200.0.0/16"
 PREFIX = 28
 
 
+def dynamic_range(subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+    """The lower half of a learner's network, where Docker gives containers their
+    addresses (the server's): the upper half is kept for fixed ones (node_address)."""
+    return next(subnet.subnets(prefixlen_diff=1))
+
+
+def node_address(subnet: ipaddress.IPv4Network | str, node: int) -> str:
+    """The fixed address of an engine's node `node` (1 to 5) on a learner's network: from
+    the top of the subnet down (node1 is .14 of a /28), so that it survives a restart of
+    the node and the Swarm's other nodes still find it there."""
+    subnet = ipaddress.ip_network(subnet, strict=False)
+    if not 1 <= node <= 5:
+        raise ValueError(f"node {node}: an engine has nodes 1 to 5")
+    return str(subnet.broadcast_address - node)
+
+
+def network_subnet(host: docker.DockerClient, name: str) -> ipaddress.IPv4Network | None:
+    """The IPv4 subnet of the network `name` (None: it has none)."""
+    for config in (host.api.inspect_network(name).get("IPAM") or {}).get("Config") or []:
+        subnet = config.get("Subnet") or ""
+        if subnet and ":" not in subnet:
+            return ipaddress.ip_network(subnet, strict=False)
+    return None
+
+
 def candidates(pool: str, name: str, prefix: int = PREFIX) -> Iterator[ipaddress.IPv4Network]:
     """Every /prefix of `pool`, starting at one chosen by `name` (so that learners starting
     at once seldom try the same one first) and wrapping round."""
@@ -61,8 +86,8 @@ def create_bridge(host: docker.DockerClient, name: str, *, pool: str, options: d
         try:
             return host.networks.create(
                 name, driver="bridge", options=options, labels=labels, check_duplicate=True,
-                ipam=docker.types.IPAMConfig(
-                    pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
+                ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+                    subnet=str(subnet), iprange=str(dynamic_range(subnet)))]))
         except APIError as exc:
             text = str(exc).lower()
             if "overlap" in text:

@@ -107,6 +107,54 @@ def report(exercise: Exercise, done: bool, detail: str, timeout: float = 5.0) ->
         return False
 
 
+# -- a lesson's nodes ------------------------------------------------------------------
+#: How a learner gets an engine of more nodes on this site.
+MORE_NODES = ("stop your server (File > Hub Control Panel > Stop My Server), then start it "
+              "again and choose {wanted} nodes")
+
+
+def nodes_verdict(wanted: int, client, max_nodes: int | None = None) -> tuple[bool, str]:
+    """Whether the learner's engine is a Swarm of at least `wanted` Ready nodes, as one
+    line: what a lesson's first cell says (`whale-check --nodes N`), with how to get
+    more. `max_nodes` is the most this site gives a learner (None: not known)."""
+    swarm = client.info().get("Swarm") or {}
+    nodes = []
+    if swarm.get("LocalNodeState") == "active" and swarm.get("ControlAvailable"):
+        nodes = client.api.nodes()
+    names = sorted(n["Description"]["Hostname"] for n in nodes)
+    ready = sorted(n["Description"]["Hostname"] for n in nodes if n["Status"]["State"] == "ready")
+    have = max(1, len(nodes))
+    if len(ready) >= wanted:
+        return True, f"✔ Your Swarm has the {wanted} nodes this lesson needs: {', '.join(ready)}."
+    if have >= wanted:
+        down = [n for n in names if n not in ready]
+        return False, (f"✘ This lesson needs {wanted} Ready nodes; {', '.join(down)} "
+                       f"{'is' if len(down) == 1 else 'are'} not Ready. To put your Swarm "
+                       f"right, {MORE_NODES.format(wanted=have)}.")
+    what = "one engine" if have == 1 and not nodes else f"{have} node{'s' if have > 1 else ''}"
+    if max_nodes is not None and max_nodes < wanted:
+        return False, (f"✘ This lesson needs a Swarm of {wanted} nodes; you have {what}, and "
+                       f"this site gives each learner at most {max_nodes}: ask your teacher.")
+    return False, (f"✘ This lesson needs a Swarm of {wanted} nodes; you have {what}. "
+                   f"To get them, {MORE_NODES.format(wanted=wanted)}.")
+
+
+def run_nodes(wanted: int, out=sys.stdout) -> int:
+    """`whale-check --nodes N`: print nodes_verdict; 0 when there are enough."""
+    try:
+        client = engine_client()
+    except Exception as exc:
+        print(f"✘ whale-check could not reach your Docker engine: {exc}", file=out)
+        return 2
+    top = os.environ.get("WHALE_MAX_NODES", "")
+    try:
+        done, text = nodes_verdict(wanted, client, int(top) if top.isdigit() else None)
+    finally:
+        client.close()
+    print(text, file=out)
+    return 0 if done else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="whale-check", description="Check a lesson exercise on your Docker engine.")
@@ -114,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hint", type=int, metavar="N",
                         help=f"a hint for what is missing: 1 to {HINT_LEVELS}, each says more")
     parser.add_argument("--list", action="store_true", help="list the exercises")
+    parser.add_argument("--nodes", type=int, metavar="N",
+                        help="say whether your engine is a Swarm of N nodes (a lesson's first "
+                             "cell), and how to get them")
     args = parser.parse_args(argv)
+    if args.nodes is not None:
+        return run_nodes(args.nodes)
     if args.list or not args.exercise:
         for exercise in CHECKS.values():
             print(f"{exercise.name:16} Lesson {exercise.lesson}: {exercise.summary}")

@@ -32,10 +32,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
 import nbformat
 
 from whale_core.store import CredentialStore
-from whale_hub.engine import SandboxEngine
+from whale_hub.cluster import SandboxCluster
+from whale_hub.specs import EngineSettings
 from whale_site import images
 from whale_site.registry import RegistryMirror, default_mirror
 
@@ -76,6 +78,13 @@ def lesson_meta(nb) -> dict:
     return dict(nb.metadata.get("howtowhale", {}))
 
 
+def lesson_nodes(meta: dict) -> int:
+    """The nodes a lesson needs (its metadata's `nodes`; 1 if it says nothing): it is
+    tested on a fresh Swarm of that many engines, and its first cell checks them
+    (`whale-check --nodes N`)."""
+    return int(meta.get("nodes") or 1)
+
+
 def cell_tags(cell) -> set[str]:
     return set(cell.get("metadata", {}).get("tags", []))
 
@@ -99,7 +108,7 @@ def _code(text: str, *tags: str, hidden: bool = False):
 
 
 def new_lesson(title: str, directory: Path = LESSONS_DIR, swarm: bool = False,
-               number: int | None = None) -> Path:
+               number: int | None = None, nodes: int = 1) -> Path:
     """Write `NN-slug.ipynb`, the next lesson (or lesson `number`, a free one), with the
     house structure; return its path."""
     existing = lesson_paths(directory)
@@ -114,6 +123,8 @@ def new_lesson(title: str, directory: Path = LESSONS_DIR, swarm: bool = False,
     nb.metadata["kernelspec"] = dict(KERNEL)
     nb.metadata["language_info"] = {"name": "bash"}
     nb.metadata["howtowhale"] = {"lesson": number, "title": title, "swarm": swarm}
+    if nodes > 1:
+        nb.metadata["howtowhale"]["nodes"] = nodes
     nb.cells = [
         _md(f"""
 # Lesson {number}: {title}
@@ -123,6 +134,7 @@ def new_lesson(title: str, directory: Path = LESSONS_DIR, swarm: bool = False,
 
 Run each cell with **Shift+Enter**. Every command runs on *your own* Docker engine.
 """),
+        *([_code(f"whale-check --nodes {nodes}")] if nodes > 1 else []),
         _md("""
 ## TODO: the first idea
 
@@ -169,13 +181,17 @@ def learner_env(workdir: Path, env: dict[str, str]) -> dict[str, str]:
 
 @contextmanager
 def lesson_engine(name: str, mirror: RegistryMirror, workdir: Path, swarm: bool = False,
-                  host=None, labels: dict[str, str] | None = None):
-    """A fresh TLS engine using the mirror; yields the environment a kernel needs."""
-    engine = SandboxEngine(f"whale-lesson-{name}-{os.getpid()}", workdir / "engine", host=host,
-                           registry_mirror=mirror.url, swarm=swarm,
-                           labels={"org.howtowhale.owner": "lesson-test", **(labels or {})})
+                  host=None, labels: dict[str, str] | None = None, nodes: int = 1):
+    """A fresh TLS engine using the mirror (a Swarm of `nodes` engines if more than
+    one); yields the environment a kernel needs."""
+    own_host = host is None
+    host = host or docker.from_env(timeout=60)
+    settings = EngineSettings(registry_mirror=mirror.url, swarm=swarm,
+                              labels={"org.howtowhale.owner": "lesson-test", **(labels or {})})
+    engine = SandboxCluster(f"whale-lesson-{name}-{os.getpid()}", workdir / "engine", host=host,
+                            settings=settings, nodes=nodes)
     try:
-        engine.start(timeout=60)
+        engine.start(timeout=90)
         store = CredentialStore(workdir / "credentials")
         store.install_directory(engine.bundle_dir)
         env = learner_env(workdir, dict(os.environ, WHALE_CREDENTIALS=str(store.root)))
@@ -187,6 +203,8 @@ def lesson_engine(name: str, mirror: RegistryMirror, workdir: Path, swarm: bool 
         yield env
     finally:
         engine.remove()
+        if own_host:
+            host.close()
 
 
 def _workspace(lesson: Path, workdir: Path) -> Path:
@@ -261,7 +279,7 @@ def validate_lesson(lesson: Path, mirror: RegistryMirror, *, host=None,
         report = workdir / "report.jsonl"
         (workdir / "pytest.ini").write_text(_PYTEST_INI)
         with lesson_engine(lesson.stem[:20], mirror, workdir, swarm=bool(meta.get("swarm")),
-                           host=host, labels=labels) as env:
+                           host=host, labels=labels, nodes=lesson_nodes(meta)) as env:
             env["WHALE_LESSON_REPORT"] = str(report)
             argv = [sys.executable, "-m", "pytest", "-q", "--nbval", "-c",
                     str(workdir / "pytest.ini"), "--rootdir", str(copy.parent),
@@ -372,7 +390,7 @@ def record_lesson(lesson: Path, mirror: RegistryMirror, *, host=None,
         workdir = Path(tmp)
         copy = _workspace(lesson, workdir)
         with lesson_engine(lesson.stem[:20], mirror, workdir, swarm=bool(meta.get("swarm")),
-                           host=host, labels=labels) as env:
+                           host=host, labels=labels, nodes=lesson_nodes(meta)) as env:
             ok = execute_cells(nb, env, copy.parent, log=log)
     if ok:
         nbformat.write(nb, lesson)
@@ -388,6 +406,8 @@ def add_arguments(sub) -> None:
     new.add_argument("title")
     new.add_argument("--swarm", action="store_true", help="the lesson needs a Swarm engine")
     new.add_argument("--number", type=int, help="a free lesson number (default: the next)")
+    new.add_argument("--nodes", type=int, default=1, choices=range(1, 6), metavar="N",
+                     help="the lesson needs a Swarm of N nodes (2 to 5)")
     new.set_defaults(func=cmd_new)
     test = lsub.add_parser("test", help="run lessons under nbval, each on a fresh engine")
     test.add_argument("names", nargs="*", help="lesson numbers, names or paths (default: all)")
@@ -401,7 +421,7 @@ def add_arguments(sub) -> None:
 
 def cmd_new(args) -> int:
     try:
-        path = new_lesson(args.title, swarm=args.swarm, number=args.number)
+        path = new_lesson(args.title, swarm=args.swarm, number=args.number, nodes=args.nodes)
     except ValueError as exc:
         print(f"whale: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,8 @@ def _local_engine(registry_mirror: str | None = None) -> SandboxEngine:
 
 def cmd_up(args) -> int:
     return site.up(port=args.port, bind_ip=args.ip, provider=args.provider,
-                   use_firewall=not args.no_firewall)
+                   use_firewall=not args.no_firewall, engine_nodes=args.engine_nodes,
+                   max_nodes=args.max_nodes)
 
 
 def cmd_notebook(args) -> int:
@@ -80,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--ip", default="127.0.0.1",
                     help="address to serve on (0.0.0.0 for a classroom on your network)")
+    up.add_argument("--engine-nodes", type=int, default=1, choices=range(1, 6), metavar="N",
+                    help="nodes of a learner's hosted engine unless they choose otherwise: "
+                         "1 (one engine, the default) to 5 (a Swarm of 5 engines)")
+    up.add_argument("--max-nodes", type=int, default=3, choices=range(1, 6), metavar="N",
+                    help="the most nodes a learner may choose on the spawn form (3: what "
+                         "the Swarm lessons need; each node is another engine's memory)")
     up.add_argument("--provider", default="choice", choices=["sandbox", "byoc", "choice"],
                     help="learners' engines: hosted here, their own, or their choice")
     up.add_argument("--no-firewall", action="store_true",

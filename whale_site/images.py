@@ -239,11 +239,18 @@ def lesson_image_names() -> list[str]:
     return sorted(p.name for p in LESSON_IMAGES.iterdir() if (p / "Dockerfile").is_file())
 
 
+def lesson_image_versions(name: str) -> list[str]:
+    """The tags of lessons/images/<name> besides `latest`: one per `Dockerfile.<tag>`
+    there (webserver:v2, the new version lesson 12's Swarm rolls out to every node)."""
+    return sorted(p.name.split(".", 1)[1] for p in (LESSON_IMAGES / name).glob("Dockerfile.*"))
+
+
 def build_lesson_image(name: str, env: dict[str, str] | None = None,
-                       tag: str | None = None) -> str:
-    """Build lessons/images/<name> on the engine that `env` points docker at."""
+                       tag: str | None = None, version: str | None = None) -> str:
+    """Build lessons/images/<name> (its `Dockerfile.<version>`, if a version is given) on
+    the engine that `env` points docker at."""
     src = LESSON_IMAGES / name
-    tag = tag or name
+    tag = tag or (f"{name}:{version}" if version else name)
     with tempfile.TemporaryDirectory(prefix=f"whale-{name}-") as ctx:
         for item in src.iterdir():
             if item.name != "prepare":
@@ -251,7 +258,8 @@ def build_lesson_image(name: str, env: dict[str, str] | None = None,
         prepare = src / "prepare"
         if prepare.exists():
             subprocess.run([str(prepare), ctx], check=True)
-        _docker(["build", "-q", "-t", tag, ctx],
+        dockerfile = ["-f", str(Path(ctx) / f"Dockerfile.{version}")] if version else []
+        _docker(["build", "-q", "-t", tag, *dockerfile, ctx],
                 env=dict(env or os.environ, DOCKER_BUILDKIT="0"))
     return tag
 

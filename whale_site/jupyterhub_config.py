@@ -18,6 +18,8 @@ environment `whale up` prepares (see whale_site/site.py):
     WHALE_INSTRUCTORS      comma-separated names put in the `instructors` group at start
     WHALE_REGISTRY_MIRROR  lesson registry mirror for sandbox engines
     WHALE_PROVIDER         sandbox | byoc | choice
+    WHALE_ENGINE_NODES     nodes of a learner's hosted engine unless they choose (1)
+    WHALE_MAX_NODES        the most nodes a learner may choose on the spawn form (3)
     WHALE_AUTH             firstuse (the default: the first sign-in with a new name sets
                            its password) | oauth (any OAuth 2 provider: WHALE_OAUTH_*
                            below) | dummy (a shared password, for tests)
@@ -76,7 +78,10 @@ c.JupyterHub.spawner_class = "whale"
 c.WhaleSpawner.provider = os.environ.get("WHALE_PROVIDER", "choice")
 c.WhaleSpawner.state_dir = str(engines_dir())
 c.WhaleSpawner.registry_mirror = os.environ.get("WHALE_REGISTRY_MIRROR", "")
-c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "0") == "1"  # lesson 8 runs swarm init
+c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "0") == "1"
+# The Swarm lessons (12 and 13) want 3 nodes: learners choose them on the spawn form.
+c.WhaleSpawner.engine_nodes = int(os.environ.get("WHALE_ENGINE_NODES", "1"))
+c.WhaleSpawner.engine_max_nodes = int(os.environ.get("WHALE_MAX_NODES", "3"))
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 180
 

@@ -236,19 +236,21 @@ class RegistryMirror:
         except (OSError, ValueError):
             seeded = {}
         todo = [n for n in names
-                if force or seeded.get(n) != image_digest(n) or not self.has_image(n)]
+                if force or seeded.get(n) != image_digest(n)
+                or not all(self.has_image(n, tag) for tag in ["latest", *images.lesson_image_versions(n)])]
         if not todo:
             return []
         with self._writable() as endpoint:
             for name in todo:
-                target = f"{endpoint}/library/{name}:latest"
-                images.build_lesson_image(name, tag=target)
-                try:
-                    subprocess.run(["docker", "push", "-q", target], check=True,
-                                   stdout=subprocess.DEVNULL)
-                finally:
-                    subprocess.run(["docker", "image", "rm", target],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for version in [None, *images.lesson_image_versions(name)]:
+                    target = f"{endpoint}/library/{name}:{version or 'latest'}"
+                    images.build_lesson_image(name, tag=target, version=version)
+                    try:
+                        subprocess.run(["docker", "push", "-q", target], check=True,
+                                       stdout=subprocess.DEVNULL)
+                    finally:
+                        subprocess.run(["docker", "image", "rm", target],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 seeded[name] = image_digest(name)
                 self.seeded_file.write_text(json.dumps(seeded, indent=1))
         return todo

@@ -51,12 +51,13 @@ def crypt_key(state: Path) -> str:
 
 
 def hub_env(port: int = 8000, bind_ip: str = "127.0.0.1", mirror_url: str = "",
-            provider: str = "choice") -> dict[str, str]:
+            provider: str = "choice", engine_nodes: int = 1, max_nodes: int = 3) -> dict[str, str]:
     state = state_root()
     gateway = bridge_gateway()
     return dict(os.environ, WHALE_STATE=str(state), WHALE_PORT=str(port),
                 WHALE_BIND_IP=bind_ip, WHALE_HUB_CONNECT_IP=gateway,
                 WHALE_REGISTRY_MIRROR=mirror_url, WHALE_PROVIDER=provider,
+                WHALE_ENGINE_NODES=str(engine_nodes), WHALE_MAX_NODES=str(max(max_nodes, engine_nodes)),
                 JUPYTERHUB_CRYPT_KEY=os.environ.get("JUPYTERHUB_CRYPT_KEY") or crypt_key(state))
 
 
@@ -89,7 +90,8 @@ def install_firewall(mirror_url: str = "") -> None:
 
 
 def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
-       mirror_url: str | None = None, use_firewall: bool = True) -> int:
+       mirror_url: str | None = None, use_firewall: bool = True, engine_nodes: int = 1,
+       max_nodes: int = 3) -> int:
     """Start the site and serve it until interrupted."""
     if shutil.which("configurable-http-proxy") is None:
         print("whale: installing configurable-http-proxy from npm ...", flush=True)
@@ -111,7 +113,7 @@ def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
     else:
         print("whale: WARNING: no firewall: learners' containers reach every service of "
               "this machine and link-local addresses (169.254.169.254)", flush=True)
-    env = hub_env(port, bind_ip, mirror_url or "", provider)
+    env = hub_env(port, bind_ip, mirror_url or "", provider, engine_nodes, max_nodes)
     host = "localhost" if bind_ip in ("127.0.0.1", "0.0.0.0") else bind_ip  # noqa: S104 - compared, not bound
     print(f"whale: the site is at http://{host}:{port}  (sign up, then sign in)", flush=True)
     return subprocess.call([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],

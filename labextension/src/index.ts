@@ -163,7 +163,12 @@ async function detailsBody(health: IHealth): Promise<Widget> {
       .map((n: any) => `${n.hostname} (${n.role}, ${n.status})`)
       .join(', ');
     facts.appendChild(
-      el('li', `Swarm: ${swarm.state}${swarm.role ? `, ${swarm.role}` : ''}${nodes ? `: ${nodes}` : ''}`)
+      el(
+        'li',
+        `Swarm: ${swarm.state}${swarm.role ? `, ${swarm.role}` : ''}` +
+          (swarm.total ? `, ${swarm.ready} of ${swarm.total} nodes ready` : '') +
+          (nodes ? `: ${nodes}` : '')
+      )
     );
   }
   if (creds) {

@@ -8,10 +8,11 @@ from pathlib import Path
 import docker
 from docker.errors import NotFound
 
+from whale_core.errors import BundleError
 from whale_core.layout import LEARNERS_DIR, learner_engine_dir, learner_state_dir, read_owner, write_owner
 from whale_core.names import Owner, engine_container, learner_slug
 
-from ..engine import SandboxEngine
+from ..cluster import SandboxCluster
 from ..specs import EngineSettings
 from .base import EngineProvider, container_owner, give_to
 
@@ -29,6 +30,13 @@ class SandboxProvider(EngineProvider):
         # The engine's container and state directory share one name: the slug, or the
         # fresh one the spawner remembers when the slug's was someone else's.
         self.unit = spawner.whale_names.get("engine") or self.slug
+        self._refused = None
+        try:
+            self.nodes = spawner.engine_node_count()
+        except BundleError as exc:  # said when the engine is prepared (not when released)
+            self.nodes, self._refused = 1, exc
+        if self.nodes > 1:
+            self.preparing = f"Creating your Swarm of {self.nodes} Docker engines"
         self._host = None
         self._engine = None
 
@@ -51,10 +59,11 @@ class SandboxProvider(EngineProvider):
             network=s.network_name, labels=s.whale_labels, policy=s.engine_policy,
             disk_limit=s.engine_disk_limit or None)
 
-    def engine(self, host: docker.DockerClient) -> SandboxEngine:
-        return SandboxEngine(self.container_name,
-                             learner_engine_dir(self.spawner.state_dir, self.unit), host=host,
-                             settings=self.settings())
+    def engine(self, host: docker.DockerClient, nodes: int | None = None) -> SandboxCluster:
+        """The learner's engine: node 1 of a Swarm of `nodes` (this start's, by default)."""
+        return SandboxCluster(self.container_name,
+                              learner_engine_dir(self.spawner.state_dir, self.unit), host=host,
+                              settings=self.settings(), nodes=nodes or self.nodes)
 
     def engine_owner(self, host: docker.DockerClient, unit: str) -> Owner | None:
         """Whose the engine called `unit` is: its container's labels and its state
@@ -76,6 +85,8 @@ class SandboxProvider(EngineProvider):
     def prepare(self) -> Path:
         """The engine's certificates, its bundle (returned) and its network. Quick: the
         engine itself is started by launch(), while the server starts."""
+        if self._refused is not None:
+            raise self._refused
         self._host = docker.from_env(timeout=60)
         try:
             self.unit = self.claim(
@@ -93,16 +104,16 @@ class SandboxProvider(EngineProvider):
 
     def _join_network(self) -> None:
         """An engine kept from before joins the learner's network if it is a new one."""
-        container, network = self._engine.container, self.spawner.network_name
+        container, network = self._engine.manager.container, self.spawner.network_name
         if container is not None and network not in (
                 container.attrs["NetworkSettings"].get("Networks") or {}):
             self._host.api.connect_container_to_network(container.id, network, aliases=["engine"])
 
     def launch(self) -> None:
-        """Start (or create) the engine prepare() planned; wait until it answers over TLS."""
+        """Start (or create) the engine prepare() planned and wait until it answers over
+        TLS; with more nodes, until they are one Swarm."""
         try:
-            self._engine.launch()
-            self._engine.wait_ready(timeout=self.spawner.engine_start_timeout)
+            self._engine.launch(timeout=self.spawner.engine_start_timeout)
         finally:
             self._host.close()
 
@@ -118,14 +129,14 @@ class SandboxProvider(EngineProvider):
                 self.log.warning("%s: engine %s belongs to %r (site %r): left alone",
                                  self.spawner.user.name, self.container_name, *owner)
                 return
-            engine = self.engine(host)
+            cluster = self.engine(host)
             try:
-                engine.container = host.containers.get(self.container_name)
+                cluster.manager.container = host.containers.get(self.container_name)
             except NotFound:
                 return
             if remove:
-                engine.remove()
+                cluster.remove()
             else:
-                engine.stop()
+                cluster.stop()
         finally:
             host.close()

@@ -46,10 +46,12 @@ def swarm(client) -> str:
             "yours got?",
             "`docker service ps --no-trunc hello` shows why its tasks wait; `docker "
             "service inspect --pretty hello` lists its placement constraints, and `docker "
-            "node inspect --format '{{json .Spec.Labels}}' self` your node's labels",
-            f"`hello` runs only on a node with {asks}, and your one node has no such "
+            "node ls -q | xargs docker node inspect --format '{{.Description.Hostname}} "
+            "{{json .Spec.Labels}}'` your nodes' labels",
+            f"`hello` runs only on a node with {asks}, and no node of yours has such a "
             "label: take the constraint off the service with `docker service update` "
-            "(its `--constraint-rm` flag, and the constraint as the service has it)"))
+            "(its `--constraint-rm` flag, and the constraint as the service has it), or "
+            "give the nodes it should run on that label (`docker node update --label-add`)"))
     if wanted != 3:
         raise Missing(f"service `hello` asks for {wanted} replica{'' if wanted == 1 else 's'}, "
                       "not 3", hints=(

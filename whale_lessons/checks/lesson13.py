@@ -44,6 +44,15 @@ def _service(client, name: str):
         return None
 
 
+def _node_name(client, task: dict) -> str:
+    """The host name of the node a task was given to."""
+    from docker.errors import APIError
+    try:
+        return client.api.inspect_node(task["NodeID"])["Description"]["Hostname"]
+    except (APIError, KeyError):
+        return "another node"
+
+
 def _running_tasks(service) -> list[dict]:
     return [t for t in service.tasks(filters={"desired-state": "running"})
             if t["Status"]["State"] == "running"]
@@ -162,10 +171,12 @@ def capstone_stack(client) -> str:
     robin, its page from a config and a password from a secret."""
     if not _swarm_active(client):
         raise Missing("your engine is not in a Swarm", hints=(
-            "a stack runs on a Swarm: make your engine a Swarm of one node first",
-            "`docker swarm init` with `--advertise-addr`, as in lesson 12",
-            "run the cell of stage 2 that initialises the Swarm on 127.0.0.1, then "
-            "deploy the stack"))
+            "a stack runs on a Swarm: the Swarm of lesson 12, whose manager your engine is",
+            "the lesson's first cell, `whale-check --nodes 3`, says how to get the Swarm "
+            "back (or `docker swarm init --advertise-addr 127.0.0.1` makes a Swarm of "
+            "one node)",
+            "restart your server with 3 nodes, then make the secret and deploy "
+            "stack.yaml as `shop` again"))
     web = _service(client, "shop_web")
     if web is None:
         raise Missing("the stack `shop` has no service `web` (no service `shop_web`)",
@@ -260,6 +271,18 @@ def capstone_stack(client) -> str:
             "true`; remove the stack (`docker stack rm shop`) and deploy it again, since "
             "a network cannot change"))
     running = _running_tasks(web)
+    imageless = sorted({_node_name(client, t) for t in web.tasks()
+                        if "No such image" in t["Status"].get("Err", "")
+                        and t["Status"]["State"] in ("rejected", "failed")})
+    if len(running) < 2 and imageless:
+        raise Missing(f"tasks of `shop_web` on {', '.join(imageless)} find no image "
+                      f"{_image(web)}: it is on node1 only, where you built it", hints=(
+            "each node of a Swarm runs a task from its own images, and an image you "
+            "built is only on the node where you built it",
+            "`placement:` under the service's `deploy:`, with `constraints:`, says which "
+            "nodes may run its tasks (`node.role == manager` is node1)",
+            "under `deploy:`, `placement:` with `constraints: [node.role == manager]`; "
+            "deploy the stack again"))
     if len(running) < 2:
         raise Missing(f"{len(running)} of 2 tasks of `shop_web` run so far", hints=(
             "a task runs once its container is healthy; give Swarm a few seconds",
@@ -278,9 +301,10 @@ def capstone_update(client) -> str:
     gate (update_config: start-first, rollback on failure)."""
     if not _swarm_active(client):
         raise Missing("your engine is not in a Swarm", hints=(
-            "the shop runs as a stack on a Swarm of one node",
-            "`docker swarm init --advertise-addr ADDRESS`, then `docker stack deploy`",
-            "start again from stage 2: initialise the Swarm on 127.0.0.1, make the "
+            "the shop runs as a stack on the Swarm of lesson 12",
+            "`whale-check --nodes 3` says how to get the Swarm back; then "
+            "`docker stack deploy`",
+            "start again from stage 2: restart your server with 3 nodes, make the "
             "secret, deploy stack.yaml as `shop`"))
     web = _service(client, "shop_web")
     if web is None:
@@ -354,6 +378,18 @@ def capstone_update(client) -> str:
             "`replicas:` under `deploy:` in stack.yaml",
             "keep `replicas: 2` under `deploy:` in stack.yaml and deploy it again"))
     running = _running_tasks(web)
+    imageless = sorted({_node_name(client, t) for t in web.tasks()
+                        if "No such image" in t["Status"].get("Err", "")
+                        and t["Status"]["State"] in ("rejected", "failed")})
+    if len(running) < 2 and imageless:
+        raise Missing(f"tasks of `shop_web` on {', '.join(imageless)} find no image "
+                      f"{_image(web)}: it is on node1 only, where you built it", hints=(
+            "each node of a Swarm runs a task from its own images, and an image you "
+            "built is only on the node where you built it",
+            "`placement:` under the service's `deploy:`, with `constraints:`, says which "
+            "nodes may run its tasks (`node.role == manager` is node1)",
+            "under `deploy:`, `placement:` with `constraints: [node.role == manager]`; "
+            "deploy the stack again"))
     if len(running) < 2:
         raise Missing(f"{len(running)} of 2 tasks of `shop_web` run so far", hints=(
             "a task runs once its container is healthy; give Swarm a few seconds",
