@@ -59,8 +59,8 @@ def test_a_second_learner_waits_in_line_and_is_told_so(hub):
     other = b if waited == [a] else a
     assert not any("in line" in m for m in seen[other]), seen[other]
     # Both are served, each by its own engine.
-    assert hub.run(a, "docker info -f '{{.Name}}'").strip() != \
-        hub.run(b, "docker info -f '{{.Name}}'").strip()
+    assert hub.run(a, "docker info -f '{{.ID}}'").strip() != \
+        hub.run(b, "docker info -f '{{.ID}}'").strip()
     assert "got its turn at" in hub.log_tail(20000)
 
 
