@@ -53,6 +53,23 @@ def _node_name(client, task: dict) -> str:
         return "another node"
 
 
+def _image_on_every_node(client, web, running: list[dict]) -> None:
+    """Missing when tasks of `web` that should run went to nodes without its image (one
+    built on node1 only)."""
+    imageless = sorted({_node_name(client, t) for t in web.tasks()
+                        if "No such image" in t["Status"].get("Err", "")
+                        and t["Status"]["State"] in ("rejected", "failed")})
+    if len(running) < 2 and imageless:
+        raise Missing(f"tasks of `shop_web` on {', '.join(imageless)} find no image "
+                      f"{_image(web)}: it is on node1 only, where you built it", hints=(
+            "each node of a Swarm runs a task from its own images, and an image you "
+            "built is only on the node where you built it",
+            "`placement:` under the service's `deploy:`, with `constraints:`, says which "
+            "nodes may run its tasks (`node.role == manager` is node1)",
+            "under `deploy:`, `placement:` with `constraints: [node.role == manager]`; "
+            "deploy the stack again"))
+
+
 def _running_tasks(service) -> list[dict]:
     return [t for t in service.tasks(filters={"desired-state": "running"})
             if t["Status"]["State"] == "running"]
@@ -271,18 +288,7 @@ def capstone_stack(client) -> str:
             "true`; remove the stack (`docker stack rm shop`) and deploy it again, since "
             "a network cannot change"))
     running = _running_tasks(web)
-    imageless = sorted({_node_name(client, t) for t in web.tasks()
-                        if "No such image" in t["Status"].get("Err", "")
-                        and t["Status"]["State"] in ("rejected", "failed")})
-    if len(running) < 2 and imageless:
-        raise Missing(f"tasks of `shop_web` on {', '.join(imageless)} find no image "
-                      f"{_image(web)}: it is on node1 only, where you built it", hints=(
-            "each node of a Swarm runs a task from its own images, and an image you "
-            "built is only on the node where you built it",
-            "`placement:` under the service's `deploy:`, with `constraints:`, says which "
-            "nodes may run its tasks (`node.role == manager` is node1)",
-            "under `deploy:`, `placement:` with `constraints: [node.role == manager]`; "
-            "deploy the stack again"))
+    _image_on_every_node(client, web, running)
     if len(running) < 2:
         raise Missing(f"{len(running)} of 2 tasks of `shop_web` run so far", hints=(
             "a task runs once its container is healthy; give Swarm a few seconds",
@@ -378,18 +384,7 @@ def capstone_update(client) -> str:
             "`replicas:` under `deploy:` in stack.yaml",
             "keep `replicas: 2` under `deploy:` in stack.yaml and deploy it again"))
     running = _running_tasks(web)
-    imageless = sorted({_node_name(client, t) for t in web.tasks()
-                        if "No such image" in t["Status"].get("Err", "")
-                        and t["Status"]["State"] in ("rejected", "failed")})
-    if len(running) < 2 and imageless:
-        raise Missing(f"tasks of `shop_web` on {', '.join(imageless)} find no image "
-                      f"{_image(web)}: it is on node1 only, where you built it", hints=(
-            "each node of a Swarm runs a task from its own images, and an image you "
-            "built is only on the node where you built it",
-            "`placement:` under the service's `deploy:`, with `constraints:`, says which "
-            "nodes may run its tasks (`node.role == manager` is node1)",
-            "under `deploy:`, `placement:` with `constraints: [node.role == manager]`; "
-            "deploy the stack again"))
+    _image_on_every_node(client, web, running)
     if len(running) < 2:
         raise Missing(f"{len(running)} of 2 tasks of `shop_web` run so far", hints=(
             "a task runs once its container is healthy; give Swarm a few seconds",
