@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import nbformat
 import pytest
 from engine_fixtures import engine_env, start_cluster
 
@@ -225,7 +226,7 @@ def test_fewer_nodes_then_more_keeps_the_manager_and_its_work(cluster, host_dock
 
 
 def test_a_stack_of_an_image_built_on_node1_cannot_run_on_the_workers(cluster, tmp_path):
-    """Lesson 13's stack keeps the shop on node1, where its image was built; a stack that
+    """Lesson 14's stack keeps the shop on node1, where its image was built; a stack that
     sends it to the workers gets the check's reason for it, with its own hints."""
     from hint_fixtures import lesson_cells
     stack = lesson_cells("capstone-update", "solution")[1].replace(
@@ -257,3 +258,86 @@ def test_a_stack_of_an_image_built_on_node1_cannot_run_on_the_workers(cluster, t
                    "do sleep 1; done'\n"
                    "docker secret rm admin_password; docker image rm shop:1")
         subprocess.run(["bash", "-c", cleanup], env=env, capture_output=True, timeout=120)
+
+
+# -- lesson 13: a registry of the Swarm's own, and a stack on every node ----------------------
+def test_lesson13s_checks_say_what_is_missing_on_a_real_swarm_of_three(cluster, tmp_path):
+    """`whale-check swarm-registry` and `swarm-stack` from nothing to done, as a learner goes:
+    each wrong turn gets its own reason, and the lesson's own cells (its solutions
+    included) make each check pass."""
+    from hint_fixtures import lesson_cells
+
+    from whale_lessons import runner as lessons
+    cells = [c.source for c in nbformat.read(lessons.find_lessons(["13"])[0], 4).cells
+             if c.cell_type == "code"]
+    cell = lambda text: next(c for c in cells if text in c)  # noqa: E731
+    env = lessons.learner_env(tmp_path, engine_env(cluster))
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        env.pop(name, None)
+
+    def sh(script: str) -> str:
+        done = subprocess.run(["bash", "-c", script], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def says(name: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "whale_lessons.check", name], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout
+        return out.splitlines()[0]
+
+    registry, solution = cell("--name registry"), dict(zip(
+        ("swarm-registry", "swarm-stack"), lesson_cells("swarm-stack", "solution"), strict=True))
+    stack = solution["swarm-stack"].replace("--detach=false ", "")
+    try:
+        sh("docker pull -q webserver && docker pull -q busybox && docker pull -q registry")
+        assert says("swarm-registry") == "✘ Not yet: there is no service `registry`."
+        sh("docker service create --quiet --name registry --constraint node.role==manager registry")
+        assert says("swarm-registry") == (
+            "✘ Not yet: the service `registry` does not publish port 5000 in host mode.")
+        sh("docker service rm registry && " + registry.replace("node.role==manager",
+                                                               "node.hostname==node2"))
+        assert says("swarm-registry") == (
+            "✘ Not yet: the service `registry` does not run on node1 (it runs on node2).")
+        sh("docker service rm registry && " + registry)
+        sh(cell("mkdir -p hello && cd hello").replace("mkdir -p hello && cd hello\n", ""))
+        assert says("swarm-registry") == ("✘ Not yet: your registry has no image "
+                                          "node1:5000/hello:1: your image is named `hello:1`, "
+                                          "which names no registry.")
+        sh("docker tag hello:1 node1:5000/hello:1")
+        assert says("swarm-registry") == ("✘ Not yet: your registry has no image "
+                                          "node1:5000/hello:1: you built node1:5000/hello:1 but "
+                                          "have not pushed it.")
+        sh(solution["swarm-registry"])
+        assert says("swarm-registry") == ("✔ Well done: your Swarm's registry runs on node1:5000 "
+                                          "and holds node1:5000/hello:1.")
+
+        assert says("swarm-stack") == (
+            "✘ Not yet: the stack `hello` has no service `web` (no service `hello_web`).")
+        sh(stack.replace("image: node1:5000/hello:1", "image: hello:1"))
+        assert says("swarm-stack") == (
+            "✘ Not yet: `web` runs hello:1, an image no node but node1 can get.")
+        sh(stack.replace('      NODE: "{{.Node.Hostname}}"\n', '      NODE: node1\n'))
+        assert says("swarm-stack") == ("✘ Not yet: `web`'s tasks are not told their node: its "
+                                       "`NODE` is not `{{.Node.Hostname}}`.")
+        sh(stack.replace("replicas: 6", "replicas: 3"))
+        assert says("swarm-stack") == "✘ Not yet: `web` asks for 3 replicas, not 6."
+        sh(solution["swarm-stack"].replace(
+            "      endpoint_mode: dnsrr\n",
+            "      endpoint_mode: dnsrr\n      placement:\n        constraints: [node.role == worker]\n"))
+        assert until(lambda: sum(running_on(cluster, "hello_web").values()) == 6
+                     and "node1" not in running_on(cluster, "hello_web"))
+        assert says("swarm-stack") == "✘ Not yet: `web`'s tasks run on node2, node3, none on node1."
+        # Without its constraint the service keeps its tasks where they are (Swarm does not
+        # replace a task whose node still meets its placement): the third hint says so.
+        sh(solution["swarm-stack"])
+        assert says("swarm-stack") == "✘ Not yet: `web`'s tasks run on node2, node3, none on node1."
+        sh("docker service update --quiet --force hello_web")
+        assert says("swarm-stack") == ("✔ Well done: the stack hello runs 6 replicas of "
+                                       "node1:5000/hello:1 on node1, node2 and node3.")
+        # node2 pulled it from node1:5000, the registry the learner runs
+        pulled = docker(cluster, "image", "ls", "--format", "{{.Repository}}",
+                        host=f"tcp://{node_address(cluster, 'node2')}:2376").stdout.split()
+        assert "node1:5000/hello" in pulled
+    finally:
+        sh("cd hello 2>/dev/null; " + cells[-1].replace("rm -rf hello\n", "") + " || true")

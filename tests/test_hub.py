@@ -279,7 +279,10 @@ def test_a_learner_who_picks_three_nodes_gets_a_swarm_of_three(tmp_path_factory,
         assert "This site offers engines of 1, 3 nodes, not &#39;5&#39;." in refused.text
 
         events = hub.start(learner, {"engine": "sandbox", "nodes": 3})
-        assert any(e.get("message") == "Creating your Swarm of 3 Docker engines" for e in events)
+        said = [e.get("message") for e in events]
+        assert said.index("Creating your Swarm of 3 Docker engines") < said.index(
+            "Your 3 engines answer: joining node2 and node3 to node1's Swarm") < said.index(
+            "Your Docker engine is ready; waiting for your notebook server"), said
         nodes = hub.run(learner, "docker node ls --format '{{.Hostname}} {{.Status}}' | sort")
         assert nodes.split("\n")[:3] == ["node1 Ready", "node2 Ready", "node3 Ready"]
         assert hub.run(learner, "docker --host tcp://node3:2376 info -f '{{.Name}}'").strip() == "node3"

@@ -132,14 +132,19 @@ class SandboxCluster:
         return removed
 
     # -- while it starts ---------------------------------------------------------------------
-    def launch(self, timeout: float = 60.0) -> CredentialBundle:
-        """Start every node, wait until each answers, and assemble the Swarm."""
+    def launch(self, timeout: float = 60.0, say=None) -> CredentialBundle:
+        """Start every node, wait until each answers, and assemble the Swarm. `say(text)`,
+        if given, hears what a Swarm's start is doing once its engines answer."""
         engines = [self.manager, *self.workers]
         deadline = time.monotonic() + timeout
         with ThreadPoolExecutor(max_workers=len(engines)) as pool:
             list(pool.map(lambda e: e.launch(), engines))
             bundles = list(pool.map(lambda e: e.wait_ready(timeout), engines))
         if self.is_swarm:
+            if say is not None:
+                names = [f"node{i}" for i in range(2, self.nodes + 1)]
+                say(f"Your {self.nodes} engines answer: joining {' and '.join(names)} to "
+                    "node1's Swarm")
             self.assemble(bundles, timeout=max(5.0, deadline - time.monotonic()))
         else:
             self._forget_workers(bundles[0])

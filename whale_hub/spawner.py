@@ -348,8 +348,13 @@ class WhaleSpawner(DockerSpawner):
         self.log.info("%s: %s", self.user.name, message)
         self._whale_changed.set()
 
+    def emit_from_thread(self, progress: int, message: str) -> None:
+        """_emit, from a thread of `blocking` (a provider's launch): on the hub's loop."""
+        self._whale_loop.call_soon_threadsafe(self._emit, progress, message)
+
     _whale_events: list
     _whale_changed: asyncio.Event
+    _whale_loop: asyncio.AbstractEventLoop
     _start_future: asyncio.Future | None = None
 
     async def progress(self):
@@ -372,6 +377,7 @@ class WhaleSpawner(DockerSpawner):
     # -- life cycle -------------------------------------------------------------------------
     def start(self):
         self._whale_events, self._whale_changed = [], asyncio.Event()
+        self._whale_loop = asyncio.get_running_loop()
         self._start_future = asyncio.ensure_future(self._start())
         return self._start_future
 

@@ -113,7 +113,8 @@ class SandboxProvider(EngineProvider):
         """Start (or create) the engine prepare() planned and wait until it answers over
         TLS; with more nodes, until they are one Swarm."""
         try:
-            self._engine.launch(timeout=self.spawner.engine_start_timeout)
+            self._engine.launch(timeout=self.spawner.engine_start_timeout,
+                                say=lambda text: self.spawner.emit_from_thread(60, text))
         finally:
             self._host.close()
 

@@ -1,4 +1,4 @@
-"""Lesson 13, the capstone: `whale-check capstone-compose`, `capstone-stack` and
+"""Lesson 14, the capstone: `whale-check capstone-compose`, `capstone-stack` and
 `capstone-update` (the challenge: an update stuck halfway) give hints that fit each
 broken state.
 
@@ -17,7 +17,7 @@ from hint_fixtures import assert_hints_fit, learner_shell, lesson_cells
 
 from whale_lessons import runner as lessons
 
-CELLS = [c.source for c in nbformat.read(lessons.find_lessons(["13"])[0], 4).cells
+CELLS = [c.source for c in nbformat.read(lessons.find_lessons(["14"])[0], 4).cells
          if c.cell_type == "code"]
 
 
@@ -137,7 +137,7 @@ def ids(states):
 def learner(lesson_mirror, host_docker, tmp_path_factory):
     """shop(script) runs a script in the folder `shop` of a learner's shell on a fresh
     engine, where the lesson's stage-1 cells have built shop:1."""
-    sh, engine = learner_shell("hints13", tmp_path_factory, host_docker, lesson_mirror.url)
+    sh, engine = learner_shell("hints14", tmp_path_factory, host_docker, lesson_mirror.url)
 
     def shop(script: str, timeout: float = 240):
         return sh(f"mkdir -p shop && cd shop\n{script}", timeout=timeout)
@@ -253,7 +253,7 @@ def test_each_state_has_hints_of_its_own():
 
 def test_the_paused_state_is_the_lessons_stored_one():
     """The lesson stores the check's answer to its setup: the reason asserted above."""
-    nb = nbformat.read(lessons.find_lessons(["13"])[0], 4)
+    nb = nbformat.read(lessons.find_lessons(["14"])[0], 4)
     check_cells = [c for c in nb.cells if c.cell_type == "code"
                    and c.source == "whale-check capstone-update"]
     stored = "".join(o.get("text", "") for o in check_cells[0].outputs)
