@@ -11,10 +11,9 @@ Both engines stand on the learner's own network, as a machine of theirs would.""
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
-from browser import AVAILABLE, MISSING, start_chromium, wait_until
+from browser import AVAILABLE, MISSING, run_cell_in_browser, start_chromium, wait_until
 from bundle_corpus import cli_context_export
 from engine_fixtures import engine_id
 from hub_fixtures import Hub, engine_on_learners_network, ensure_images, learners_network
@@ -62,55 +61,6 @@ def spawn_with_uploads(hub, browser, learner: str, uploads: dict[str, object]) -
         raise AssertionError(f"never reached the server: at {browser.current_url}:\n"
                              f"{browser.find_element('tag name', 'body').text[:1500]}\n"
                              f"hub log:\n{hub.log_tail(3000)}") from None
-
-
-def run_cell_in_browser(hub, browser, learner: str, code: str, expect: str) -> str:
-    """Put a one-cell docker notebook in the learner's server, open it in Notebook 7, run
-    the cell with Shift+Enter and return the cell's text once `expect` is in it."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
-
-    nb = {"type": "notebook", "content": {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": "docker", "display_name": "Docker",
-                                    "language": "bash"}},
-        "cells": [{"cell_type": "code", "id": "c1", "source": code, "metadata": {},
-                   "outputs": [], "execution_count": None}]}}
-    assert hub.server(learner, "PUT", "/contents/mine.ipynb", json=nb).status_code in (200, 201)
-    browser.get(f"{hub.url}/user/{learner}/notebooks/mine.ipynb")
-    wait_until(lambda: browser.find_elements("css selector", ".jp-CodeCell .cm-content"),
-               90, message="the notebook did not open")
-    wait_until(lambda: browser.find_elements("css selector", ".jp-Notebook-ExecutionIndicator"),
-               60, message="the kernel did not start")
-
-    def run():
-        """Shift+Enter in the first cell until the notebook shows it ran ([*] or [1]):
-        keys sent while the kernel is still connecting are dropped."""
-        prompt = browser.find_element("css selector", ".jp-CodeCell .jp-InputPrompt")
-        if "[ ]" not in prompt.text:
-            return True
-        browser.find_element("css selector", ".jp-CodeCell .cm-content").click()
-        ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT
-                                                                               ).perform()
-        time.sleep(2)
-        return "[ ]" not in browser.find_element("css selector",
-                                                 ".jp-CodeCell .jp-InputPrompt").text
-
-    wait_until(run, 60, message="the cell could not be run")
-
-    def output():
-        text = " ".join(o.text for o in browser.find_elements("css selector", ".jp-OutputArea"))
-        return text if expect in text else None
-
-    try:
-        return wait_until(output, 90)
-    except AssertionError:
-        browser.save_screenshot(str(hub.state / f"{learner}-cell.png"))
-        health = hub.session.get(f"{hub.url}/user/{learner}/whale/api/health", timeout=30)
-        raise AssertionError(f"the cell never printed {expect!r}; the page says:\n"
-                             f"{browser.find_element('tag name', 'body').text[-1500:]}\n"
-                             f"health: {health.text[:1000]}\n"
-                             f"a kernel by the API: {hub.run(learner, code)!r}") from None
 
 
 def test_a_docker_cli_context_export_spawns_a_working_server(hub, browser, tmp_path_factory,
