@@ -341,3 +341,48 @@ def test_lesson13s_checks_say_what_is_missing_on_a_real_swarm_of_three(cluster, 
         assert "node1:5000/hello" in pulled
     finally:
         sh("cd hello 2>/dev/null; " + cells[-1].replace("rm -rf hello\n", "") + " || true")
+
+
+def test_an_engine_from_before_cas_were_kept_becomes_the_manager_of_three(
+        engine_image, host_docker, tmp_path_factory, lesson_mirror):
+    """An engine made before its CA was kept, and a one-node Swarm on 127.0.0.1 (as
+    WHALE_SWARM=1 made them), whose learner now asks for 3 nodes: it gets a CA of its own
+    (new certificates; the old bundle no longer opens it), its Swarm is made anew on its
+    network address (force_new_cluster), and its service and volume are still there."""
+    import os
+    import shutil
+
+    from engine_fixtures import TEST_LABEL
+
+    from whale_hub.specs import EngineSettings
+    settings = EngineSettings(labels={TEST_LABEL: str(os.getpid())}, swarm=True,
+                              registry_mirror=lesson_mirror.url)
+    name, state = f"whale-test-before-{os.getpid()}", tmp_path_factory.mktemp("before") / "engine"
+    old = SandboxCluster(name, state, host=host_docker, settings=settings, nodes=1)
+    try:
+        old.start(timeout=120)
+        assert until(lambda: docker(old, "info", "--format", "{{.Swarm.NodeAddr}}",
+                                    check=False).stdout.strip() == "127.0.0.1", timeout=30)
+        docker(old, "volume", "create", "kept")
+        docker(old, "service", "create", "--quiet", "--name", "kept", "--endpoint-mode", "dnsrr",
+               "webserver")
+        old_bundle = tmp_path_factory.mktemp("old-bundle")
+        shutil.copytree(old.bundle_dir, old_bundle, dirs_exist_ok=True)
+        shutil.rmtree(old.manager.ca_dir)  # as it was before CAs were kept
+
+        three = SandboxCluster(name, state, host=host_docker, settings=settings, nodes=3)
+        three.start(timeout=120)
+        assert three.manager.ca() is not None
+        out = docker(three, "node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout
+        assert sorted(out.split("\n")[:-1]) == ["node1 Ready", "node2 Ready", "node3 Ready"]
+        addr = docker(three, "info", "--format", "{{.Swarm.NodeAddr}}").stdout.strip()
+        assert addr == three.manager.network_address() != "127.0.0.1"
+        assert docker(three, "volume", "ls", "-q").stdout.split() == ["kept"]
+        assert docker(three, "service", "ls", "--format", "{{.Name}}").stdout.split() == ["kept"]
+        # The old bundle's certificates are of a CA the engine no longer trusts.
+        refused = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60,
+                                 env=dict(engine_env(three), DOCKER_CERT_PATH=str(old_bundle)))
+        assert refused.returncode != 0
+        assert "certificate" in refused.stderr.lower() or "tls" in refused.stderr.lower(), refused.stderr
+    finally:
+        SandboxCluster(name, state, host=host_docker, settings=settings, nodes=3).remove()

@@ -201,6 +201,7 @@ class SandboxEngine:
     def launch(self) -> None:
         """Start the engine prepare() planned: create it, or start it if it is stopped."""
         if self.container is not None:
+            self.container.reload()  # stopped since prepare() looked (reissue() stops it)
             if self.container.status != "running":
                 if self.disk is not None:
                     self.disk.ensure()  # after a reboot of the machine, say
