@@ -6,6 +6,7 @@
     whale notebook  just one notebook server with your own engine, no hub (authors)
     whale images    build the images that are missing (--force: all)
     whale lesson    write and test lessons: new "Title", test [NAME...], record NAME...
+    whale cluster   a practice Swarm of N machines on this one: up N, down
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from whale_core.store import default_store
 from whale_hub.engine import SandboxEngine
 from whale_lessons import runner as lessons
 
-from . import images, registry, site
+from . import images, practice, registry, site
 
 LOCAL_ENGINE = "whale-local-engine"
 
@@ -73,6 +74,17 @@ def cmd_images(args) -> int:
     return 0
 
 
+def cmd_cluster(args) -> int:
+    if args.action == "down":
+        removed = practice.down()
+        print("whale: removed " + (", ".join(removed) if removed else "nothing (no practice Swarm)"))
+        return 0
+    images.ensure_site_images(only=["howtowhale/engine"])
+    mirror = registry.default_mirror()  # the nodes pull lesson images through it
+    practice.up(args.nodes, registry_mirror=mirror.url)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="whale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     im.add_argument("--force", action="store_true", help="rebuild all")
     im.add_argument("--extra-ca", help="PEM file of an extra CA for builds behind a TLS proxy")
     im.set_defaults(func=cmd_images)
+    cl = sub.add_parser("cluster", help="a practice Swarm of N machines on this one")
+    cl.add_argument("action", choices=["up", "down"])
+    cl.add_argument("nodes", nargs="?", type=int, default=3, choices=range(1, 6), metavar="N",
+                    help="how many nodes (1 to 5; 3 unless said): node1 the manager")
+    cl.set_defaults(func=cmd_cluster)
     lessons.add_arguments(sub)
     args = parser.parse_args(argv)
     return args.func(args)
