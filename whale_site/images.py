@@ -28,7 +28,10 @@ BASE_IMAGE = "debian:bookworm-slim"
 TRIXIE_IMAGE = "debian:trixie-slim"
 # Site images in build order: tag -> directory under images/.
 SITE = {"howtowhale/engine": "engine", "howtowhale/cli": "cli",
-        "howtowhale/singleuser": "singleuser", "howtowhale/hub": "hub"}
+        "howtowhale/singleuser": "singleuser", "howtowhale/hub": "hub",
+        "howtowhale/postgres": "postgres"}
+# Built only when asked for by name (`whale deploy` and its tests): `whale up` needs none.
+ON_DEMAND = {"howtowhale/postgres"}
 LEARNER_CLI_IMAGE = "howtowhale/cli"
 LEARNER_CLI_CACHE = Path(os.environ.get("WHALE_CLI_CACHE",
                                         Path.home() / ".cache" / "whale" / "learner-cli"))
@@ -164,7 +167,7 @@ def ensure_site_images(force: bool = False, extra_ca: str | None = None,
     """
     built = []
     for tag, directory in SITE.items():
-        if only is not None and tag not in only:
+        if (tag not in only) if only is not None else (tag in ON_DEMAND):
             continue
         # Rebuilt when what goes into it changed.
         digest = (_source_digest() if directory in _CONTEXTS

@@ -35,6 +35,9 @@ environment `whale up` prepares (see whale_site/site.py):
     WHALE_MAX_LEARNERS     servers running at once (default: what memory holds, at
                            WHALE_LEARNER_MIB (170) per learner, 2 GiB kept for the host)
     JUPYTERHUB_CRYPT_KEY   key of the encrypted auth_state (uploaded bundles)
+    WHALE_DB_URL           the hub's database (default: SQLite in the state directory);
+                           e.g. postgresql+psycopg2://whale@db:5432/jupyterhub
+    WHALE_DB_PASSWORD_FILE the database password, read from this file (a Docker secret)
 
 For a public site, sign learners in with an OAuth provider: WHALE_AUTH=oauth (tested
 against a real provider in tests/test_oauth.py), or any other oauthenticator class in a
@@ -66,7 +69,17 @@ c.JupyterHub.hub_bind_url = hub_api
 c.JupyterHub.hub_connect_url = hub_api
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('WHALE_PROXY_API_PORT', '8001')}"
 c.ConfigurableHTTPProxy.should_start = True
-c.JupyterHub.db_url = f"sqlite:///{hub_state / 'jupyterhub.sqlite'}"
+c.JupyterHub.db_url = os.environ.get("WHALE_DB_URL") or f"sqlite:///{hub_state / 'jupyterhub.sqlite'}"
+if os.environ.get("WHALE_DB_PASSWORD_FILE"):
+    # The password joins the URL here, in memory: JupyterHub writes "[redacted]" for it
+    # wherever it logs the URL.
+    from urllib.parse import quote as _quote
+    from urllib.parse import urlsplit as _urlsplit
+    with open(os.environ["WHALE_DB_PASSWORD_FILE"]) as _f:
+        _password = _quote(_f.read().strip(), safe="")
+    _url = _urlsplit(c.JupyterHub.db_url)
+    c.JupyterHub.db_url = _url._replace(
+        netloc=f"{_url.username}:{_password}@{_url.hostname}:{_url.port or 5432}").geturl()
 c.JupyterHub.cookie_secret_file = str(hub_state / "cookie_secret")
 c.JupyterHub.pid_file = str(hub_state / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = False  # `whale down` keeps learners' servers' work
