@@ -105,3 +105,13 @@ def test_up_again_keeps_the_swarm_and_down_removes_every_machine_and_the_context
     assert name not in contexts.stdout.split()
     assert practice("cluster", "down").stdout.strip() == (
         "whale: removed nothing (no practice Swarm)")
+
+
+def test_a_practice_swarm_of_one_machine_is_a_swarm_too(practice):
+    up = practice("cluster", "up", "1")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "practice Swarm of 1 node (node1), node1 the manager" in up.stdout
+        assert nodes(practice) == ["node1 Ready Active Leader"]
+    finally:
+        assert practice("cluster", "down").stdout.strip() == f"whale: removed {practice.name}"

@@ -24,7 +24,7 @@ from docker.errors import NotFound
 
 from whale_core.bundle import CredentialBundle
 from whale_core.layout import OWNER_LABEL, state_root
-from whale_hub.cluster import SandboxCluster
+from whale_hub.cluster import OVERLAY_POOL, SWARM_PORT, SandboxCluster
 from whale_hub.specs import EngineSettings
 
 #: The manager's container and the CLI context (WHALE_PRACTICE: another name, for tests).
@@ -75,6 +75,18 @@ def label_nodes(bundle: CredentialBundle) -> list[str]:
         client.close()
 
 
+def _swarm_of_one(bundle: CredentialBundle, swarm: SandboxCluster) -> None:
+    """A practice Swarm of one node is a Swarm too (a learner's engine of one node is not)."""
+    client = bundle.client(timeout=30)
+    try:
+        if (client.info().get("Swarm") or {}).get("LocalNodeState") != "active":
+            address = swarm.manager.network_address()
+            client.swarm.init(advertise_addr=address, listen_addr=f"0.0.0.0:{SWARM_PORT}",
+                              default_addr_pool=[OVERLAY_POOL], subnet_size=24)
+    finally:
+        client.close()
+
+
 def up(nodes: int, *, name: str = NAME, context: str = CONTEXT, state: Path | None = None,
        registry_mirror: str | None = None, timeout: float = 120.0) -> CredentialBundle:
     """Make (or start again, or resize) the practice Swarm of `nodes` nodes."""
@@ -82,6 +94,8 @@ def up(nodes: int, *, name: str = NAME, context: str = CONTEXT, state: Path | No
     try:
         swarm = cluster(nodes, host, name=name, state=state, registry_mirror=registry_mirror)
         bundle = swarm.start(timeout=timeout)
+        if nodes == 1:
+            _swarm_of_one(bundle, swarm)
         named = label_nodes(bundle)
         write_context(bundle, context)
         print(f"whale: practice Swarm of {nodes} node{'s' if nodes > 1 else ''} "
