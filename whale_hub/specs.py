@@ -63,6 +63,8 @@ class EngineSettings:
     registry_mirror: str | None = None
     #: Initialise the engine as a one-node Swarm.
     swarm: bool = False
+    #: More dockerd options (a practice Swarm's nodes).
+    dockerd_opts: tuple[str, ...] = ()
     mem_limit: str | None = None
     pids_limit: int | None = None
     nano_cpus: int | None = None
@@ -87,6 +89,8 @@ def engine_env(settings: EngineSettings) -> dict[str, str]:
         env["WHALE_SWARM"] = "1"
     if not settings.policy:
         env["WHALE_ENGINE_POLICY"] = "0"
+    if settings.dockerd_opts:
+        env["WHALE_DOCKERD_OPTS"] = " ".join(settings.dockerd_opts)
     return env
 
 
@@ -148,6 +152,8 @@ def needs_rebuild(attrs: dict, settings: EngineSettings, image_id: str) -> str |
         return "engine made with another registry mirror"
     if env.get("WHALE_ENGINE_POLICY", "1") != ("1" if settings.policy else "0"):
         return "engine made with another classroom policy"
+    if env.get("WHALE_DOCKERD_OPTS", "") != " ".join(settings.dockerd_opts):
+        return "engine made with other dockerd options"
     if attrs.get("Image") != image_id:
         return "engine made from an older engine image"
     if (attrs.get("HostConfig") or {}).get("Tmpfs") != ENGINE_TMPFS:

@@ -39,8 +39,12 @@ def practice_dir(state: Path | None = None) -> Path:
 
 def cluster(nodes: int, host: docker.DockerClient, *, name: str = NAME,
             state: Path | None = None, registry_mirror: str | None = None) -> SandboxCluster:
+    # Classroom engines may run on the nodes as Swarm services, which cannot ask for a
+    # private cgroup namespace themselves (images/engine/whale-engine refuses to run
+    # without one): the nodes' dockerd gives every container one.
     settings = EngineSettings(policy=False, registry_mirror=registry_mirror,
-                              labels={OWNER_LABEL: "practice"})
+                              labels={OWNER_LABEL: "practice"},
+                              dockerd_opts=("--default-cgroupns-mode=private",))
     return SandboxCluster(name, practice_dir(state) / "node1", host=host, settings=settings,
                           nodes=nodes)
 
