@@ -22,7 +22,7 @@ from pathlib import Path
 import docker
 from docker.errors import NotFound
 
-from whale_core.bundle import CredentialBundle
+from whale_core.bundle import BUNDLE_FILES, CredentialBundle
 from whale_core.layout import OWNER_LABEL, state_root
 from whale_hub.cluster import OVERLAY_POOL, SWARM_PORT, SandboxCluster
 from whale_hub.specs import EngineSettings
@@ -58,10 +58,9 @@ def write_context(bundle: CredentialBundle, context: str = CONTEXT) -> None:
     """The Docker CLI context `context`, pointing at the manager with the bundle's TLS files
     (the CLI copies them into its own context store)."""
     _context("rm", "--force", context, check=False)
-    cert = Path(bundle.files_dir or bundle.path)
+    ca, cert, key = (Path(bundle.files_dir or bundle.path) / name for name in BUNDLE_FILES[:3])
     _context("create", context, "--description", "How to Whale practice Swarm (whale cluster up)",
-             "--docker", f"host={bundle.docker_host},ca={cert / 'ca.pem'},"
-             f"cert={cert / 'cert.pem'},key={cert / 'key.pem'}")
+             "--docker", f"host={bundle.docker_host},ca={ca},cert={cert},key={key}")
 
 
 def label_nodes(bundle: CredentialBundle) -> list[str]:
