@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -207,11 +208,19 @@ class Hub:
         for name in self.users:
             with contextlib.suppress(Exception):
                 self.stop(name, timeout=30)
+        # JupyterHub starts its proxy and its services (the culler) in sessions of their
+        # own; it stops them when it stops, but a hub that must be killed (one of 100
+        # learners can take longer than 15 s) leaves them running: end them too.
+        started = descendants(self.proc.pid)
         self.proc.terminate()
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.log.close()
         firewall.remove(self.firewall_owner)
         # Whatever the site made for its learners carries their names as owner labels.
@@ -231,6 +240,18 @@ class Hub:
         finally:
             client.close()
         unmount_under(self.state)  # the learners' engine disks
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs (Linux: /proc/PID/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                for child in (task / "children").read_text().split():
+                    found.append(int(child))
+                    todo.append(int(child))
+    return found
 
 
 def ensure_images() -> None:
