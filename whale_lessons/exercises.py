@@ -95,6 +95,15 @@ def find(client, name: str):
         return None
 
 
+def find_service(client, name: str):
+    """The Swarm service called `name`, or None."""
+    from docker.errors import NotFound
+    try:
+        return client.services.get(name)
+    except NotFound:
+        return None
+
+
 def image_of(client, container) -> list[str]:
     return [t.split(":")[0] for t in client.images.get(container.attrs["Image"]).tags]
 

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import time
 
-from whale_lessons.exercises import Missing, check
+from whale_lessons.exercises import Missing, check, find_service
 
 REGISTRY = "node1:5000"
 IMAGE = f"{REGISTRY}/hello:1"
 NODES = ("node1", "node2", "node3")
-
-
-def _service(client, name: str):
-    from docker.errors import NotFound
-    try:
-        return client.services.get(name)
-    except NotFound:
-        return None
 
 
 def _tasks(service, wanted: int | None) -> list[dict]:
@@ -58,7 +50,7 @@ def _in_registry(client, name: str) -> bool:
 @check("swarm-registry", lesson=13)
 def swarm_registry(client) -> str:
     """The service `registry` publishes port 5000 on node1, and holds node1:5000/hello:1."""
-    registry = _service(client, "registry")
+    registry = find_service(client, "registry")
     if registry is None:
         raise Missing("there is no service `registry`", hints=(
             "your Swarm's registry is a service of the `registry` image, made by the cell "
@@ -113,7 +105,7 @@ def swarm_registry(client) -> str:
 def swarm_stack(client) -> str:
     """The stack `hello`: its service `web` runs 6 replicas of node1:5000/hello:1, whose page
     names its node, on all three nodes."""
-    web = _service(client, "hello_web")
+    web = find_service(client, "hello_web")
     if web is None:
         raise Missing("the stack `hello` has no service `web` (no service `hello_web`)", hints=(
             "`docker stack deploy -c FILE STACK` makes a service STACK_NAME for each "

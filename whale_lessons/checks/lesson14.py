@@ -2,7 +2,7 @@
 `capstone-stack` and `capstone-update` (the challenge: an update stuck halfway)."""
 from __future__ import annotations
 
-from whale_lessons.exercises import Missing, check
+from whale_lessons.exercises import Missing, check, find_service
 
 STACK_LABEL = "com.docker.stack.namespace"
 
@@ -34,14 +34,6 @@ def _healthcheck(test) -> bool:
 
 def _swarm_active(client) -> bool:
     return client.info().get("Swarm", {}).get("LocalNodeState") == "active"
-
-
-def _service(client, name: str):
-    from docker.errors import NotFound
-    try:
-        return client.services.get(name)
-    except NotFound:
-        return None
 
 
 def _node_name(client, task: dict) -> str:
@@ -194,7 +186,7 @@ def capstone_stack(client) -> str:
             "one node)",
             "restart your server with 3 nodes, then make the secret and deploy "
             "stack.yaml as `shop` again"))
-    web = _service(client, "shop_web")
+    web = find_service(client, "shop_web")
     if web is None:
         raise Missing("the stack `shop` has no service `web` (no service `shop_web`)",
                       hints=(
@@ -312,7 +304,7 @@ def capstone_update(client) -> str:
             "`docker stack deploy`",
             "start again from stage 2: restart your server with 3 nodes, make the "
             "secret, deploy stack.yaml as `shop`"))
-    web = _service(client, "shop_web")
+    web = find_service(client, "shop_web")
     if web is None:
         raise Missing("the stack `shop` has no service `web` (no service `shop_web`)",
                       hints=(
