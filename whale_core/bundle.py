@@ -215,7 +215,7 @@ class CredentialBundle:
                 raise self._unreachable(exc, timeout) from None
         tls = self.tls_config()
         try:
-            return _docker_client_class()(base_url=self.base_url, tls=tls,
+            return pinned_docker_client_class()(base_url=self.base_url, tls=tls,
                                           timeout=timeout, version=version or "auto")
         except Exception as exc:  # the SDK's errors wrap requests/urllib3/ssl ones
             raise self._unreachable(exc, timeout) from None
@@ -245,7 +245,7 @@ class CredentialBundle:
 _CLIENT_CLASS = None
 
 
-def _docker_client_class():
+def pinned_docker_client_class():
     """``docker.DockerClient`` whose API client always verifies with the bundle's CA.
 
     requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` replace a session's own CA

@@ -71,10 +71,11 @@ def subnets_in_use(host: docker.DockerClient) -> list[ipaddress.IPv4Network]:
 
 
 def create_bridge(host: docker.DockerClient, name: str, *, pool: str, options: dict,
-                  labels: dict[str, str]):
+                  labels: dict[str, str], driver: str = "bridge", attachable: bool = False):
     """Create the bridge network `name` on a free /28 of `pool` (or return it, if it
     exists already): the first candidate no network of the host overlaps; one taken
-    meanwhile by another learner starting at the same moment is skipped."""
+    meanwhile by another learner starting at the same moment is skipped. (`driver`
+    "overlay": a Swarm's network, where the manager sees every network of the Swarm.)"""
     try:
         return host.networks.get(name)
     except NotFound:
@@ -85,7 +86,8 @@ def create_bridge(host: docker.DockerClient, name: str, *, pool: str, options: d
             continue
         try:
             return host.networks.create(
-                name, driver="bridge", options=options, labels=labels, check_duplicate=True,
+                name, driver=driver, options=options, labels=labels, check_duplicate=True,
+                attachable=attachable or None,
                 ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
                     subnet=str(subnet), iprange=str(dynamic_range(subnet)))]))
         except APIError as exc:

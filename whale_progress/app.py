@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(store, EngineFinder(args.state_dir), os.environ["JUPYTERHUB_API_URL"],
                         os.environ["JUPYTERHUB_API_TOKEN"])
     app = make_app(progress, prefix)
-    app.listen(url.port, address=url.hostname)
+    app.listen(url.port, address=os.environ.get("WHALE_PROGRESS_BIND_IP") or url.hostname)
     log.info("whale-progress at %s%s, database %s", url.geturl().rstrip("/"), prefix,
              store.engine.url.render_as_string(hide_password=True))
     try:

@@ -20,7 +20,7 @@ from whale_core.store import default_store
 from whale_hub.engine import SandboxEngine
 from whale_lessons import runner as lessons
 
-from . import images, practice, registry, site
+from . import deploy, images, practice, registry, site
 
 LOCAL_ENGINE = "whale-local-engine"
 
@@ -119,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     cl.add_argument("nodes", nargs="?", type=int, default=3, choices=range(1, 6), metavar="N",
                     help="how many nodes (1 to 5; 3 unless said): node1 the manager")
     cl.set_defaults(func=cmd_cluster)
+    dp = sub.add_parser("deploy", help="the site as a Docker stack on the current context's Swarm")
+    dp.add_argument("--down", action="store_true",
+                    help="remove the stack and learners' servers; keep their work and the database")
+    dp.add_argument("--context", help="the Docker context of a manager (default: the current one)")
+    dp.add_argument("--stack", default=deploy.STACK, help="the stack's name (whale)")
+    dp.add_argument("--port", type=int, default=8000, help="the site's port on the site node")
+    dp.set_defaults(func=deploy.main_deploy)
     lessons.add_arguments(sub)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -67,6 +67,14 @@ hub_port = int(os.environ.get("WHALE_HUB_PORT", "8081"))
 hub_api = f"http://{hub_ip}:{hub_port}"
 c.JupyterHub.hub_bind_url = hub_api
 c.JupyterHub.hub_connect_url = hub_api
+# On a Swarm (whale deploy) the hub runs in a container that joins each learner's network
+# as `hub`: it listens on all of its networks, and learners' servers reach it by that name.
+swarm_site = os.environ.get("WHALE_SITE_MODE") == "swarm"
+if swarm_site:
+    hub_ip = "hub"
+    hub_api = f"http://{hub_ip}:{hub_port}"
+    c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{hub_port}"
+    c.JupyterHub.hub_connect_url = hub_api
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('WHALE_PROXY_API_PORT', '8001')}"
 c.ConfigurableHTTPProxy.should_start = True
 c.JupyterHub.db_url = os.environ.get("WHALE_DB_URL") or f"sqlite:///{hub_state / 'jupyterhub.sqlite'}"
@@ -80,7 +88,13 @@ if os.environ.get("WHALE_DB_PASSWORD_FILE"):
     _url = _urlsplit(c.JupyterHub.db_url)
     c.JupyterHub.db_url = _url._replace(
         netloc=f"{_url.username}:{_password}@{_url.hostname}:{_url.port or 5432}").geturl()
-c.JupyterHub.cookie_secret_file = str(hub_state / "cookie_secret")
+c.JupyterHub.cookie_secret_file = os.environ.get("WHALE_COOKIE_SECRET_FILE") or str(
+    hub_state / "cookie_secret")
+if os.environ.get("WHALE_CRYPT_KEY_FILE"):
+    # A Docker secret (whale deploy): the key of the encrypted auth_state, in no file of
+    # the hub's volume and no process's environment but this one.
+    with open(os.environ["WHALE_CRYPT_KEY_FILE"]) as _f:
+        os.environ["JUPYTERHUB_CRYPT_KEY"] = _f.read().strip()
 c.JupyterHub.pid_file = str(hub_state / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = False  # `whale down` keeps learners' servers' work
 # Answer "spawn started" at once so the spawn page shows the real progress events.
@@ -95,6 +109,17 @@ c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "0") == "1"
 # The Swarm lessons (12 and 13) want 3 nodes: learners choose them on the spawn form.
 c.WhaleSpawner.engine_nodes = int(os.environ.get("WHALE_ENGINE_NODES", "1"))
 c.WhaleSpawner.engine_max_nodes = int(os.environ.get("WHALE_MAX_NODES", "3"))
+if os.environ.get("WHALE_ENGINE_IMAGE"):
+    c.WhaleSpawner.engine_image = os.environ["WHALE_ENGINE_IMAGE"]
+if os.environ.get("WHALE_SINGLEUSER_IMAGE"):
+    c.WhaleSpawner.image = os.environ["WHALE_SINGLEUSER_IMAGE"]
+if swarm_site:
+    # A site of several machines (whale deploy, whale_site/deploy.py): learners' engines
+    # and servers are Swarm services, placed by Swarm's scheduler (whale_hub.swarm).
+    c.JupyterHub.spawner_class = "whale_hub.swarm.WhaleSwarmSpawner"
+    c.WhaleSpawner.engine_max_nodes = 1
+    c.WhaleSwarmSpawner.stack = os.environ.get("WHALE_STACK", "whale")
+    c.Spawner.poll_interval = int(os.environ.get("WHALE_POLL_INTERVAL", "30"))
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 180
 
@@ -181,6 +206,8 @@ progress_url = f"http://{hub_ip}:{int(os.environ.get('WHALE_PROGRESS_PORT') or h
 c.JupyterHub.services.append({
     "name": SERVICE_NAME,
     "url": progress_url,
+    # On a Swarm it listens on every network of the hub's container (see hub_ip).
+    "environment": {"WHALE_PROGRESS_BIND_IP": "0.0.0.0"} if swarm_site else {},  # noqa: S104
     "command": [sys.executable, "-m", "whale_progress", f"--state-dir={engines_dir()}",
                 "--db-url=" + os.environ.get("WHALE_PROGRESS_DB_URL",
                                              f"sqlite:///{hub_state / 'whale-progress.sqlite'}")],
