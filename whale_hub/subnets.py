@@ -71,7 +71,8 @@ def subnets_in_use(host: docker.DockerClient) -> list[ipaddress.IPv4Network]:
 
 
 def create_bridge(host: docker.DockerClient, name: str, *, pool: str, options: dict,
-                  labels: dict[str, str], driver: str = "bridge", attachable: bool = False):
+                  labels: dict[str, str], driver: str = "bridge", attachable: bool = False,
+                  prefix: int = PREFIX):
     """Create the bridge network `name` on a free /28 of `pool` (or return it, if it
     exists already): the first candidate no network of the host overlaps; one taken
     meanwhile by another learner starting at the same moment is skipped. (`driver`
@@ -81,7 +82,7 @@ def create_bridge(host: docker.DockerClient, name: str, *, pool: str, options: d
     except NotFound:
         pass
     taken = subnets_in_use(host)
-    for subnet in candidates(pool, name):
+    for subnet in candidates(pool, name, prefix):
         if any(subnet.overlaps(other) for other in taken):
             continue
         try:
@@ -101,5 +102,5 @@ def create_bridge(host: docker.DockerClient, name: str, *, pool: str, options: d
                 except NotFound:
                     raise exc from None
             raise
-    raise RuntimeError(f"no /{PREFIX} of {pool} is free for another learner's network: "
+    raise RuntimeError(f"no /{prefix} of {pool} is free for another learner's network: "
                        "give the site a larger range (c.WhaleSpawner.learner_subnets)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import shutil
 import socket
 import time
 from functools import partial
@@ -52,7 +53,7 @@ from .pki import CertificateAuthority, write_client_bundle, write_engine_tls
 from .providers.base import EngineProvider, claim, give_to, labels_owner, network_owner, volume_owner
 from .spawner import BUNDLE_MOUNT, WhaleSpawner
 from .specs import CLASSROOM_ENGINE_OPTIONS, ENGINE_LOG_CONFIG, SECCOMP_PROFILE
-from .subnets import create_bridge, network_subnet, node_address
+from .subnets import create_bridge, dynamic_range, network_subnet, node_address
 
 STACK_LABEL = "org.howtowhale.stack"
 LEARNERS_CONSTRAINT = "node.labels.org.howtowhale.learners==true"
@@ -86,7 +87,8 @@ def node_availability(host: docker.DockerClient, node_id: str) -> tuple[str, str
     name = node["Description"]["Hostname"]
     availability = node["Spec"].get("Availability")
     if availability != "active":
-        return name, f"{availability} by the site's operator"
+        return name, f"{ {'drain': 'drained', 'pause': 'paused'}.get(availability, availability)} " \
+            "by the site's operator"
     if node["Status"].get("State") != "ready":
         return name, f"{node['Status'].get('State')} ({node['Status'].get('Message') or 'no answer'})"
     return name, None
@@ -138,6 +140,36 @@ def wait_for_task(host: docker.DockerClient, service: str, *, until=("running",)
                        f"{why.get('State')}: {why.get('Err') or why.get('Message')}")
 
 
+def task_address(task: dict, network: str) -> str:
+    """A task's address on the network called `network` (allocated before it starts)."""
+    for attachment in task.get("NetworksAttachments") or []:
+        if attachment["Network"]["Spec"]["Name"] == network and attachment.get("Addresses"):
+            return attachment["Addresses"][0].split("/")[0]
+    raise RuntimeError(f"task {task['ID'][:12]} has no address on {network}")
+
+
+def retire_service(host: docker.DockerClient, name: str, timeout: float = 60) -> None:
+    """Remove a service once its tasks have stopped: scaled to 0 first, it is removed
+    when every node has reported its container gone. (Removed at once, its old engine
+    would answer to the name for a moment more, and a new one's start be taken for it.)"""
+    try:
+        service = host.api.inspect_service(name)
+    except NotFound:
+        return
+    with contextlib.suppress(APIError):
+        host.api.update_service(service["ID"], service["Version"]["Index"],
+                                mode={"Replicated": {"Replicas": 0}}, fetch_current_spec=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not [t for t in host.api.tasks(filters={"service": name})
+                    if t["Status"]["State"] in ("assigned", "accepted", "preparing", "ready",
+                                                "starting", "running")]:
+                break
+            time.sleep(0.2)
+    with contextlib.suppress(NotFound):
+        host.api.remove_service(name)
+
+
 class SwarmSandboxProvider(EngineProvider):
     """A hosted classroom engine per learner, as a Swarm service placed by the scheduler."""
 
@@ -160,20 +192,35 @@ class SwarmSandboxProvider(EngineProvider):
     def state(self) -> Path:
         return learner_engine_dir(self.spawner.state_dir, self.unit)
 
-    def _certificates(self) -> None:
-        """The engine's CA (kept in its state directory, 0700), its TLS files and the
-        learner's bundle, made once."""
+    def _certificates(self, subnet) -> None:
+        """The engine's CA (kept in its state directory, 0700, made once) and its TLS
+        files, for every address of the learner's network (`subnet`, theirs alone).
+
+        The engine is reached by its address, not its name: Swarm's DNS for a service
+        made again under the same name kept answering with the old task's address here.
+        A service's task cannot be given an address, so the engine's certificate names
+        them all."""
+        marker = self.state / "tls" / "subnet"
         ca = CertificateAuthority.load(self.state / "ca")
-        if ca is not None and (self.state / "bundle" / "docker.env").exists() \
-                and (self.state / "tls" / "server-key.pem").exists():
+        if ca is not None and marker.exists() and marker.read_text() == str(subnet):
             return
-        ca = CertificateAuthority.create(name=f"How to Whale CA for {self.service}")
-        ca.save(self.state / "ca")
+        if ca is None:
+            ca = CertificateAuthority.create(name=f"How to Whale CA for {self.service}")
+            ca.save(self.state / "ca")
         server = ca.issue_server(hostnames=("localhost", self.service, "engine", "node1"),
-                                 ips=("127.0.0.1",))
+                                 ips=("127.0.0.1", *map(str, dynamic_range(subnet).hosts())))
         write_engine_tls(self.state / "tls", ca, server)
-        write_client_bundle(self.state / "bundle", ca, ca.issue_client(common_name=self.service),
-                            f"tcp://{self.service}:2376")
+        marker.write_text(str(subnet))
+
+    def _write_bundle(self, address: str) -> Path:
+        """The learner's bundle, naming the engine's address of this start."""
+        ca = CertificateAuthority.load(self.state / "ca")
+        bundle = self.state / "bundle"
+        shutil.rmtree(bundle, ignore_errors=True)
+        write_client_bundle(bundle, ca, ca.issue_client(common_name=self.service),
+                            f"tcp://{address}:2376")
+        give_to(bundle, self.spawner.learner_uid)
+        return bundle
 
     def _placement(self) -> list[str]:
         """Where the engine may go: a learners' node; the one that holds its data, if that
@@ -197,11 +244,10 @@ class SwarmSandboxProvider(EngineProvider):
                                    partial(service_owner, self._host),
                                    show=lambda unit: f"{engine_container(unit)} ({LEARNERS_DIR}/{unit})")
             write_owner(learner_state_dir(self.spawner.state_dir, self.unit), self.spawner.user.name)
-            self._certificates()
+            self._certificates(network_subnet(self._host, self.spawner.network_name))
             labels = self.spawner.whale_labels
-            with contextlib.suppress(NotFound):
-                if service_owner(self._host, self.service) == self.me:
-                    self._host.api.remove_service(self.service)  # left from a start that failed
+            if service_owner(self._host, self.service) == self.me:
+                retire_service(self._host, self.service)  # left from a start that failed
             mounts = [
                 {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 256 << 20, "Mode": 0o1777}},  # noqa: S108
                 {"Type": "tmpfs", "Target": "/run", "TmpfsOptions": {"SizeBytes": 64 << 20, "Mode": 0o755}},
@@ -255,11 +301,11 @@ class SwarmSandboxProvider(EngineProvider):
                                  timeout=s.engine_start_timeout)
             s.engine_node = task["NodeID"]
             s.whale_names["node"] = task["NodeID"]
-            give_to(self.state / "bundle", s.learner_uid)
+            bundle = self._write_bundle(task_address(task, s.network_name))
         except BaseException:
             self._host.close()
             raise
-        return self.state / "bundle"
+        return bundle
 
     def launch(self) -> None:
         """Wait until the engine answers over TLS on the learner's network (the hub's
@@ -298,8 +344,7 @@ class SwarmSandboxProvider(EngineProvider):
                 self.log.warning("%s: engine %s belongs to %r (site %r): left alone",
                                  self.spawner.user.name, self.service, *owner)
                 return
-            with contextlib.suppress(NotFound):
-                host.api.remove_service(self.service)
+            retire_service(host, self.service)
             if remove:
                 self.log.info("%s: the engine's data volume %s-data stays on its node until "
                               "the janitor removes it", self.spawner.user.name, self.service)
@@ -335,7 +380,7 @@ class WhaleSwarmSpawner(WhaleSpawner):
 
     @default("learner_subnets")
     def _default_learner_subnets(self):
-        return "10.216.0.0/16"  # Swarm's own pool for overlays is 10.0.0.0/8 by default
+        return "10.216.0.0/13"  # 2,048 learners' networks of a /24 each
 
     @default("provider_classes")
     def _default_provider_classes(self):
@@ -364,9 +409,12 @@ class WhaleSwarmSpawner(WhaleSpawner):
         try:
             self.network_name = claim(self, "network", learner_network(self.slug),
                                       partial(network_owner, host))
+            # A /24 each: Swarm hands out a network's addresses one after another, and an
+            # address handed out again at once, while its node still holds it for the
+            # task that had it, fails the new task ("Address already in use").
             create_bridge(host, self.network_name, pool=self.learner_subnets, options={},
                           labels={ROLE_LABEL: "network", **self.whale_labels},
-                          driver="overlay", attachable=True)
+                          driver="overlay", attachable=True, prefix=24)
             self._join_hub(host)
             claim(self, "volume", work_volume(self.slug), partial(volume_owner, host))
             self.object_name = claim(self, "server", self._object_name_default(),
@@ -393,15 +441,22 @@ class WhaleSwarmSpawner(WhaleSpawner):
             return
         if self.network_name in (me["NetworkSettings"].get("Networks") or {}):
             return
+        # The helper has a fixed address too, beside the hub's: an address it held, freed
+        # when it goes, and handed at once to the learner's next task on this node, is
+        # still held here for a moment ("Address already in use").
+        subnet = network_subnet(host, self.network_name)
         helper = host.api.create_container(
             me["Config"]["Image"], entrypoint=["sleep", "60"], detach=True,
             labels={ROLE_LABEL: "network-helper", **self.whale_labels},
             host_config=host.api.create_host_config(network_mode=self.network_name,
-                                                    auto_remove=True))
+                                                    auto_remove=True),
+            networking_config=host.api.create_networking_config({
+                self.network_name: host.api.create_endpoint_config(
+                    ipv4_address=node_address(subnet, 2))}))
         try:
             host.api.start(helper["Id"])
             host.api.connect_container_to_network(me["Id"], self.network_name,
-                                                  ipv4_address=self.hub_address(host))
+                                                  ipv4_address=node_address(subnet, 1))
         finally:
             with contextlib.suppress(APIError):
                 host.api.remove_container(helper["Id"], force=True)
@@ -493,7 +548,11 @@ class WhaleSwarmSpawner(WhaleSpawner):
             host.close()
 
     async def get_ip_and_port(self):
-        return self.object_name, self.port
+        """The server's task's address on the learner's network (not its name: see
+        SwarmSandboxProvider._certificates)."""
+        task = await blocking(wait_for_task, self.client, self.object_name, until=("running",),
+                              timeout=self.start_timeout)
+        return task_address(task, self.network_name), self.port
 
     async def poll(self):
         """None while the server's task runs; its state otherwise (a drained node ends it).

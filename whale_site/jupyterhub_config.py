@@ -114,6 +114,10 @@ if os.environ.get("WHALE_ENGINE_IMAGE"):
 if os.environ.get("WHALE_SINGLEUSER_IMAGE"):
     c.WhaleSpawner.image = os.environ["WHALE_SINGLEUSER_IMAGE"]
 if swarm_site:
+    # Pid files go with the container, not the hub's volume: a new container of the hub
+    # would take an old pid file's number for its proxy, and end whatever has it now.
+    c.JupyterHub.pid_file = "/tmp/jupyterhub.pid"  # noqa: S108 - the container's own /tmp
+    c.ConfigurableHTTPProxy.pid_file = "/tmp/jupyterhub-proxy.pid"  # noqa: S108
     # A site of several machines (whale deploy, whale_site/deploy.py): learners' engines
     # and servers are Swarm services, placed by Swarm's scheduler (whale_hub.swarm).
     c.JupyterHub.spawner_class = "whale_hub.swarm.WhaleSwarmSpawner"
