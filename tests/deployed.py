@@ -77,6 +77,13 @@ class Learner:
         return requests.request(method, f"{self.url}/user/{self.name}/api/contents/{path}",
                                 headers={"Authorization": f"token {self.token}"}, timeout=60, **kw)
 
+    def open_kernel(self) -> str:
+        """Start a docker kernel and leave it running (an idle learner); its id."""
+        r = requests.post(f"{self.url}/user/{self.name}/api/kernels", json={"name": "docker"},
+                          headers={"Authorization": f"token {self.token}"}, timeout=60)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
     def run(self, code: str, timeout: float = 120) -> str:
         """Run a cell in a fresh docker kernel; its output."""
         headers = {"Authorization": f"token {self.token}"}

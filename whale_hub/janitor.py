@@ -8,9 +8,11 @@ the engine's TLS files on the hub host.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -43,6 +45,15 @@ def hub_users(api_url: str, token: str) -> set[str]:
             offset = body["_pagination"]["next"]["offset"]
 
 
+def _attached(client: docker.DockerClient, network) -> list:
+    """The containers on a network (an overlay's load balancer endpoint, `lb-…`, is none)."""
+    found = []
+    for cid in network.attrs.get("Containers") or {}:
+        with contextlib.suppress(docker.errors.NotFound):
+            found.append(client.containers.get(cid))
+    return found
+
+
 def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = None,
           site: str | None = None) -> list[str]:
     """Remove this site's engines, networks, server containers and learner directories
@@ -63,15 +74,35 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
             if owner and owner not in users:
                 c.remove(force=True, v=True)
                 removed.append(c.name)
+        if (client.info().get("Swarm") or {}).get("ControlAvailable"):
+            # A deployed site (whale_hub.swarm): learners' servers and engines are Swarm
+            # services, their bundles and TLS files Swarm secrets.
+            for service in client.services.list(filters={"label": [OWNER_LABEL, site_label]}):
+                owner = (service.attrs["Spec"].get("Labels") or {}).get(OWNER_LABEL)
+                if owner and owner not in users:
+                    service.remove()
+                    removed.append(service.name)
+            for secret in client.secrets.list(filters={"label": [OWNER_LABEL, site_label]}):
+                owner = (secret.attrs["Spec"].get("Labels") or {}).get(OWNER_LABEL)
+                if owner and owner not in users:
+                    try:
+                        secret.remove()
+                        removed.append(secret.name)
+                    except docker.errors.APIError:
+                        pass  # still in use by a service on its way out: the next sweep
         for n in client.networks.list(filters={"label": [OWNER_LABEL, site_label]}):
             owner = n.attrs.get("Labels", {}).get(OWNER_LABEL)
             if owner and owner not in users:
                 n.reload()
-                for attached in n.containers:
+                for attached in _attached(client, n):
                     if (attached.labels.get(OWNER_LABEL) == owner and attached.labels.get(SITE_LABEL) == site
                             and attached.name.startswith("jupyter-")):
                         attached.remove(force=True)
                         removed.append(attached.name)
+                    elif attached.id.startswith(socket.gethostname()):
+                        # The hub's own container (a deployed site's hub joins each
+                        # learner's network; the janitor runs in it).
+                        n.disconnect(attached.id, force=True)
                 try:
                     n.remove()
                     removed.append(n.name)

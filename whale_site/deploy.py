@@ -61,6 +61,10 @@ SECRETS = ("whale_crypt_key", "whale_cookie_secret", "whale_db_password")
 #: Images that run only on the site node (loaded there), and those every node pulls.
 SITE_NODE_IMAGES = ("howtowhale/hub", "howtowhale/postgres")
 LEARNER_IMAGES = ("howtowhale/engine", "howtowhale/singleuser")
+#: Hub settings `whale deploy` hands on from its own environment (jupyterhub_config.py).
+HUB_SETTINGS = ("WHALE_ADMINS", "WHALE_INSTRUCTORS", "WHALE_IDLE_TIMEOUT",
+                "WHALE_POLL_INTERVAL", "WHALE_CONCURRENT_STARTS", "WHALE_SPAWN_LIMIT",
+                "WHALE_MAX_LEARNERS")
 #: The registry's configuration in the stack: read-only (pull yes, push and delete no).
 REGISTRY_CONFIG = {
     "version": 0.1,
@@ -269,6 +273,7 @@ def stack_file(*, stack: str, node: dict, ids: dict[str, str], registry_image: s
         "WHALE_SINGLEUSER_IMAGE":
             f"{registry}/howtowhale/singleuser:{version_of(ids['howtowhale/singleuser'])}",
         "WHALE_PROVIDER": "sandbox",
+        **{k: os.environ[k] for k in HUB_SETTINGS if os.environ.get(k)},
         **(hub_env or {}),
     }
     secret = lambda name: {"source": name, "target": name, "mode": 0o400}  # noqa: E731
@@ -359,8 +364,8 @@ def deploy(*, context: str | None = None, stack: str = STACK, port: int = 8000,
 
 def down(*, context: str | None = None, stack: str = STACK, timeout: float = 120) -> list[str]:
     """Remove the stack and learners' servers and engines (Swarm services the hub made);
-    keep every volume (learners' work, engines' data, the hub's state and database) and
-    the site's secrets. What was removed."""
+    keep every volume (learners' work, engines' data, the hub's state and database),
+    learners' networks and the site's secrets. What was removed."""
     swarm = Swarm(context)
     client = swarm.client()
     try:
@@ -375,16 +380,19 @@ def down(*, context: str | None = None, stack: str = STACK, timeout: float = 120
         if any(s not in learners for s in ours):
             swarm.cli("stack", "rm", stack)
             removed.append(f"stack {stack}")
-        # Wait for the tasks to go, so that a deploy right after finds the volumes free.
+        # Wait for the services and the stack's networks to go (Docker removes them after
+        # `stack rm` returns), so that a deploy right after makes its own afresh and finds
+        # the volumes free.
         deadline = time.monotonic() + timeout
+        names = {s.name for s in ours}
         while time.monotonic() < deadline:
-            names = {s.name for s in ours}
-            if not [s for s in client.services.list() if s.name in names]:
+            if not [s for s in client.services.list() if s.name in names] and not \
+                    client.networks.list(filters={"label": f"com.docker.stack.namespace={stack}"}):
                 break
             time.sleep(1)
-        for network in client.networks.list(filters={"label": f"org.howtowhale.stack={stack}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                network.remove()
+        # Learners' networks stay, like their volumes: the next deploy's learners use them
+        # again (a network removed while its last containers were going stayed behind in
+        # a node's own list, where a new container could not join it).
         return removed
     finally:
         client.close()

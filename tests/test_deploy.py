@@ -1,0 +1,220 @@
+"""`whale deploy` (issue 10): the site as a Docker stack on a practice Swarm of three
+machines, through the real commands an operator runs (`whale cluster up 3`, then `whale
+deploy`), and learners who sign in through its proxy as a browser would.
+
+The tests run in order on one deployed site: six learners spread over the nodes, a node
+drained under some of them, the hub rescheduled, and the stack taken down and deployed
+again, learners' work kept."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from deployed import Learner
+
+from whale_hub.engine import free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub]
+PASSWORD = "a-learner's-own"
+NAMES = ["ann", "bo", "cy", "dee", "eli", "fay"]
+NOTEBOOK = {"type": "notebook", "content": {"cells": [], "metadata": {}, "nbformat": 4,
+                                            "nbformat_minor": 5}}
+
+
+@pytest.fixture(scope="module")
+def site(engine_image, tmp_path_factory):
+    """A practice Swarm of 3 and the site deployed on it: run(*whale args),
+    docker(*args) on the Swarm, and the site's url."""
+    state = tmp_path_factory.mktemp("deploy-state")
+    name = f"whale-test-deploy-{os.getpid()}"
+    stack = f"wt{os.getpid()}"
+    env = dict(os.environ, WHALE_STATE=str(state), WHALE_REGISTRY_PORT=str(free_port()),
+               WHALE_PRACTICE=name, DOCKER_CONFIG=str(tmp_path_factory.mktemp("docker-config")),
+               WHALE_POLL_INTERVAL="3", WHALE_ADMINS="boss")
+
+    def run(*args, timeout=1200):
+        return subprocess.run([sys.executable, "-m", "whale_site.cli", *args], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def docker(*args, check=True):
+        done = subprocess.run(["docker", "--context", name, *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+        if check and done.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {done.stderr}")
+        return done.stdout
+
+    up = run("cluster", "up", "3")
+    assert up.returncode == 0, up.stdout + up.stderr
+    deployed = run("deploy", "--context", name, "--stack", stack)
+    run.docker, run.stack, run.deployed, run.context = docker, stack, deployed, name
+    sites = [line[len("site: "):] for line in deployed.stdout.splitlines() if line.startswith("site: ")]
+    run.url = sites[-1] if sites else None
+    run.learners = {}
+    yield run
+    run("deploy", "--down", "--context", name, "--stack", stack)
+    run("cluster", "down")
+    from whale_site.registry import RegistryMirror
+    RegistryMirror(state / "registry", address="127.0.0.1").stop()
+
+
+def placement(site, service: str) -> str:
+    """The node of a service's running task."""
+    out = site.docker("service", "ps", service, "--filter", "desired-state=running",
+                      "--format", "{{.Node}} {{.CurrentState}}")
+    running = [line.split()[0] for line in out.splitlines() if "Running" in line]
+    assert len(running) == 1, out
+    return running[0]
+
+
+def first_run(site, name: str) -> tuple[str, str]:
+    learner = Learner(site.url, name, PASSWORD).sign_in()
+    learner.make_token()
+    learner.start()
+    site.learners[name] = learner
+    return name, learner.run("docker run --rm hello-world")
+
+
+def test_whale_deploy_serves_the_site_from_a_stack(site):
+    assert site.deployed.returncode == 0, site.deployed.stdout + site.deployed.stderr
+    assert site.url, site.deployed.stdout
+    assert re.fullmatch(r"http://[0-9.]+:8000", site.url), site.url
+    services = site.docker("stack", "services", site.stack, "--format", "{{.Name}} {{.Replicas}}")
+    assert sorted(services.split("\n")[:-1]) == [f"{site.stack}_db 1/1", f"{site.stack}_hub 1/1",
+                                                  f"{site.stack}_registry 1/1"]
+    # The site's secrets are Swarm secrets: in no file, log or argument.
+    secrets = site.docker("secret", "ls", "--format", "{{.Name}}").split()
+    assert {"whale_crypt_key", "whale_cookie_secret", "whale_db_password"} <= set(secrets)
+    hub_env = site.docker("service", "inspect", f"{site.stack}_hub", "--format",
+                          "{{json .Spec.TaskTemplate.ContainerSpec.Env}}")
+    assert "whale_db_password=" not in hub_env
+    assert "/run/secrets/whale_crypt_key" in hub_env
+    # The registry every node pulls from is read-only: a push is refused.
+    registry = site.url.rsplit(":", 1)[0] + ":5000"
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(f"{registry}/v2/library/evil/blobs/uploads/", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    refused.value.close()
+    assert refused.value.code == 405
+
+
+def test_six_learners_sign_in_and_swarm_spreads_them_over_the_nodes(site):
+    with ThreadPoolExecutor(len(NAMES)) as pool:
+        outputs = dict(pool.map(lambda n: first_run(site, n), NAMES))
+    for name, out in outputs.items():
+        assert "Hello from How to Whale!" in out, (name, out)
+    nodes = {}
+    for name in NAMES:
+        engine = placement(site, f"whale-engine-{name}")
+        # The learner's server runs beside their engine.
+        assert placement(site, f"jupyter-{name}") == engine, name
+        nodes[name] = engine
+    assert len(set(nodes.values())) >= 2, nodes
+    site.nodes = nodes
+
+
+def test_a_drained_nodes_learners_start_again_on_another(site):
+    drained = next(node for node in ("node2", "node3") if node in site.nodes.values())
+    moved = [name for name, node in site.nodes.items() if node == drained]
+    for name in moved:
+        assert site.learners[name].contents("PUT", "on-old-node.ipynb", json=NOTEBOOK).status_code == 201
+    site.docker("node", "update", "--availability", "drain", drained)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(site.learners[n].server() for n in moved):
+            time.sleep(1)
+        assert not [n for n in moved if site.learners[n].server()], "the hub did not see the drain"
+        for name in moved:
+            messages = site.learners[name].start()
+            assert (f"Your engine and your work were on {drained}, which is drained by the "
+                    "site's operator: they stay there for when it is back. Starting you afresh "
+                    "on another node") in messages, messages
+            now = placement(site, f"whale-engine-{name}")
+            assert now != drained
+            assert placement(site, f"jupyter-{name}") == now
+            assert "Hello from How to Whale!" in site.learners[name].run("docker run --rm hello-world")
+            # A fresh start: the work of the old node waits there.
+            assert site.learners[name].contents("GET", "on-old-node.ipynb").status_code == 404
+            site.nodes[name] = now
+    finally:
+        site.docker("node", "update", "--availability", "active", drained)
+
+
+def test_the_hub_rescheduled_loses_no_learner_token_or_notebook(site):
+    for name in NAMES:
+        assert site.learners[name].contents("PUT", "kept.ipynb", json=NOTEBOOK).status_code == 201
+    before = site.docker("ps", "-q", "--filter", f"name={site.stack}_hub")
+    site.docker("service", "update", "--quiet", "--force", f"{site.stack}_hub")
+    after = site.docker("ps", "-q", "--filter", f"name={site.stack}_hub")
+    assert after.strip()
+    assert after != before
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if site.learners[NAMES[0]].api("GET", "/").status_code == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(1)
+    for name in NAMES:
+        learner = site.learners[name]
+        assert learner.api("GET", f"/users/{name}").status_code == 200  # the token still works
+        assert learner.server()["ready"], name
+        assert learner.contents("GET", "kept.ipynb").status_code == 200, name
+        Learner(site.url, name, PASSWORD).sign_in()  # the password too
+    assert "Hello from How to Whale!" in site.learners[NAMES[0]].run("docker run --rm hello-world")
+    with pytest.raises(AssertionError, match="could not sign in: HTTP 403"):
+        Learner(site.url, NAMES[0], "another-password").sign_in()
+
+
+def test_the_janitor_removes_a_deleted_learners_services_secrets_and_network(site):
+    boss = Learner(site.url, "boss", PASSWORD).sign_in()  # an admin (WHALE_ADMINS)
+    boss.make_token()
+    gone = NAMES[-1]
+    assert site.docker("secret", "ls", "-q", "--filter", f"label=org.howtowhale.owner={gone}")
+    r = boss.api("DELETE", f"/users/{gone}")
+    assert r.status_code == 204, r.text
+    assert not site.docker("service", "ls", "-q", "--filter", f"label=org.howtowhale.owner={gone}")
+    stayed = [n for n in NAMES if n != gone]
+    hub = site.docker("ps", "-q", "--filter", f"name={site.stack}_hub").strip()
+    # The janitor's sweeps (every few minutes in the hub): a network goes once the last
+    # task on it has, which may take a sweep more.
+    swept = ""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and f"whale-net-{gone}" not in swept:
+        swept += site.docker("exec", hub, "python3", "-c", (
+            "from whale_hub.janitor import sweep; from whale_core.layout import engines_dir; "
+            f"print(sweep({set(stayed) | {'boss'}!r}, str(engines_dir())))"))
+        time.sleep(2)
+    assert f"whale-net-{gone}" in swept
+    assert f"learners/{gone}" in swept
+    assert not site.docker("secret", "ls", "-q", "--filter", f"label=org.howtowhale.owner={gone}")
+    assert not site.docker("network", "ls", "-q", "--filter", f"name=whale-net-{gone}")
+    # Nobody else's: the others' servers run on.
+    for name in stayed:
+        assert site.learners[name].server()["ready"], name
+
+
+def test_down_keeps_learners_work_and_deploy_brings_it_back(site):
+    down = site("deploy", "--down", "--context", site.context, "--stack", site.stack)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "learners' work, the database and the secrets are kept" in down.stdout
+    assert site.docker("service", "ls", "-q") == ""
+    volumes = site.docker("volume", "ls", "--format", "{{.Name}}").split()
+    assert f"{site.stack}_db" in volumes
+    assert f"{site.stack}_hub" in volumes
+    again = site("deploy", "--context", site.context, "--stack", site.stack)
+    assert again.returncode == 0, again.stdout + again.stderr
+    name = NAMES[0]
+    learner = Learner(site.url, name, PASSWORD).sign_in()  # the same password: the same hub
+    learner.make_token()
+    learner.start()
+    assert learner.contents("GET", "kept.ipynb").status_code == 200
+    assert "Hello from How to Whale!" in learner.run("docker run --rm hello-world")
