@@ -85,8 +85,9 @@ def test_whale_deploy_serves_the_site_from_a_stack(site):
     assert site.url, site.deployed.stdout
     assert re.fullmatch(r"http://[0-9.]+:8000", site.url), site.url
     services = site.docker("stack", "services", site.stack, "--format", "{{.Name}} {{.Replicas}}")
-    assert sorted(services.split("\n")[:-1]) == [f"{site.stack}_db 1/1", f"{site.stack}_hub 1/1",
-                                                  f"{site.stack}_registry 1/1"]
+    assert sorted(services.split("\n")[:-1]) == [
+        f"{site.stack}_db 1/1", f"{site.stack}_firewall 3/3", f"{site.stack}_hub 1/1",
+        f"{site.stack}_registry 1/1"]
     # The site's secrets are Swarm secrets: in no file, log or argument.
     secrets = site.docker("secret", "ls", "--format", "{{.Name}}").split()
     assert {"whale_crypt_key", "whale_cookie_secret", "whale_db_password"} <= set(secrets)
@@ -118,6 +119,29 @@ def test_six_learners_sign_in_and_swarm_spreads_them_over_the_nodes(site):
         nodes[name] = engine
     assert len(set(nodes.values())) >= 2, nodes
     site.nodes = nodes
+
+
+def test_each_nodes_firewall_keeps_learners_off_docker_and_swarm_ports(site):
+    """From a learner's containers (and their server's shell), no node's Docker API, Swarm
+    control plane, gossip or VXLAN port answers, nor a link-local address; the site's
+    registry and the hub do."""
+    addresses = {node: site.docker("node", "inspect", node, "--format", "{{.Status.Addr}}").strip()
+                 for node in ("node1", "node2", "node3")}
+    learner = site.learners[NAMES[0]]
+    probes = [(node, addr, port) for node, addr in addresses.items() for port in (2376, 2377, 7946)]
+    probes += [("node1", addresses["node1"], 5000), ("node1", addresses["node1"], 8000)]
+    script = "; ".join(f"nc -w 3 {addr} {port} </dev/null >/dev/null 2>&1 && echo {node}:{port}:open "
+                       f"|| echo {node}:{port}:closed" for node, addr, port in probes)
+    inside = learner.run(f"docker run --rm busybox sh -c '{script}'", timeout=300)
+    shell = learner.run("; ".join(
+        f"timeout 3 bash -c '</dev/tcp/{addr}/{port}' 2>/dev/null && echo {node}:{port}:open "
+        f"|| echo {node}:{port}:closed" for node, addr, port in probes), timeout=300)
+    expected = [f"{node}:{port}:{'open' if port in (5000, 8000) else 'closed'}"
+                for node, _, port in probes]
+    def said(out: str) -> list[str]:
+        return re.findall(r"^node\d:\d+:(?:open|closed)$", out, re.MULTILINE)
+    assert said(inside) == expected, inside
+    assert said(shell) == expected, shell
 
 
 def test_a_drained_nodes_learners_start_again_on_another(site):
@@ -196,6 +220,11 @@ def test_the_janitor_removes_a_deleted_learners_services_secrets_and_network(sit
     assert f"whale-net-{gone}" in swept
     assert f"learners/{gone}" in swept
     assert not site.docker("secret", "ls", "-q", "--filter", f"label=org.howtowhale.owner={gone}")
+    # The node's own list lets go of the network a moment after the Swarm has.
+    deadline = time.monotonic() + 60
+    while site.docker("network", "ls", "-q", "--filter", f"name=whale-net-{gone}") \
+            and time.monotonic() < deadline:
+        time.sleep(1)
     assert not site.docker("network", "ls", "-q", "--filter", f"name=whale-net-{gone}")
     # Nobody else's: the others' servers run on.
     for name in stayed:

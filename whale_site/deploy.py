@@ -75,6 +75,42 @@ REGISTRY_CONFIG = {
 }
 
 
+#: Each node's firewall (the `firewall` service, one task per node, in the node's own
+#: network namespace): learners' containers and servers, whose traffic leaves their
+#: node through docker_gwbridge, reach neither that node nor any other on the ports of
+#: Docker and Swarm (the API, the Swarm's control plane and gossip, and VXLAN, whose
+#: packets would reach into any overlay: the site's own network, other learners'), nor
+#: link-local addresses (a cloud's metadata service). The site's registry (5000) and the
+#: hub (the site's port) stay reachable. The rules go when the task stops.
+NODE_FIREWALL = r"""
+set -u
+chain=WHALE-NODE
+rules() {
+  iptables -w -N $chain 2>/dev/null || iptables -w -F $chain
+  for port in 2375 2376 2377 7946; do iptables -w -A $chain -p tcp --dport $port -j DROP; done
+  for port in 4789 7946; do iptables -w -A $chain -p udp --dport $port -j DROP; done
+  iptables -w -A $chain -d 169.254.0.0/16 -j DROP
+  for parent in INPUT DOCKER-USER; do
+    iptables -w -C $parent -i docker_gwbridge -j $chain 2>/dev/null \
+      || iptables -w -I $parent -i docker_gwbridge -j $chain
+  done
+}
+unrules() {
+  for parent in INPUT DOCKER-USER; do iptables -w -D $parent -i docker_gwbridge -j $chain 2>/dev/null; done
+  iptables -w -F $chain 2>/dev/null; iptables -w -X $chain 2>/dev/null
+}
+trap 'unrules; exit 0' TERM INT
+until iptables -w -L DOCKER-USER -n >/dev/null 2>&1; do sleep 1; done
+rules || { echo "whale-node-firewall: could not install the rules" >&2; exit 2; }
+echo "whale-node-firewall: learners' containers kept off Docker's and Swarm's ports, link-local"
+while :; do
+  sleep 10 & wait $!
+  # dockerd recreates DOCKER-USER when it restarts: put the jump back.
+  iptables -w -C DOCKER-USER -i docker_gwbridge -j $chain 2>/dev/null || rules
+done
+"""
+
+
 class DeployError(RuntimeError):
     """What stops a deploy, said in one line."""
 
@@ -307,8 +343,17 @@ def stack_file(*, stack: str, node: dict, ids: dict[str, str], registry_image: s
                     f"node.labels.{SITE_NODE_LABEL}==true", "node.role==manager"]},
                     "endpoint_mode": "dnsrr"},
             },
+            "firewall": {
+                "image": f"{registry}/howtowhale/engine:{version_of(ids['howtowhale/engine'])}",
+                # $$: a Compose file's own "$" would substitute variables.
+                "entrypoint": ["sh", "-c", NODE_FIREWALL.replace("$", "$$")],
+                "cap_add": ["NET_ADMIN", "NET_RAW"],
+                "networks": ["hostnet"],
+                "deploy": {"mode": "global"},
+            },
         },
-        "networks": {"site": {"driver": "overlay", "attachable": True}},
+        "networks": {"site": {"driver": "overlay", "attachable": True},
+                     "hostnet": {"external": True, "name": "host"}},
         "volumes": {"registry": {}, "db": {}, "hub": {}},
         "secrets": {name: {"external": True} for name in SECRETS},
         "configs": {"registry_config": {"file": "registry.yml"}},
@@ -328,6 +373,22 @@ def wait_for_site(url: str, timeout: float) -> None:
             last = str(exc)
         time.sleep(1)
     raise DeployError(f"the site did not answer at {url} within {timeout:.0f} s ({last})")
+
+
+def wait_for_firewall(client: docker.DockerClient, stack: str, timeout: float) -> None:
+    """Until the firewall runs on every node that is ready (learners come after it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = {n.id for n in client.nodes.list() if n.attrs["Status"].get("State") == "ready"}
+        running = {t["NodeID"] for t in client.api.tasks(filters={
+            "service": f"{stack}_firewall", "desired-state": "running"})
+            if t["Status"]["State"] == "running"}
+        if ready <= running:
+            return
+        if time.monotonic() > deadline:
+            raise DeployError(f"the firewall runs on {len(running)} of the {len(ready)} nodes: "
+                              f"docker service ps {stack}_firewall says why")
+        time.sleep(1)
 
 
 def deploy(*, context: str | None = None, stack: str = STACK, port: int = 8000,
@@ -356,6 +417,7 @@ def deploy(*, context: str | None = None, stack: str = STACK, port: int = 8000,
             swarm.cli("stack", "deploy", "--resolve-image", "never", "--prune", "-c",
                       str(Path(tmp) / "stack.yml"), stack)
         url = f"http://{node['address']}:{port}"
+        wait_for_firewall(client, stack, timeout)
         wait_for_site(url, timeout)
         return url
     finally:
