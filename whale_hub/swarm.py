@@ -140,6 +140,17 @@ def wait_for_task(host: docker.DockerClient, service: str, *, until=("running",)
                        f"{why.get('State')}: {why.get('Err') or why.get('Message')}")
 
 
+def overlay_subnet(host: docker.DockerClient, name: str, timeout: float = 30):
+    """The subnet of a learner's overlay, once the Swarm has allocated it (a manager
+    allocates a new network's addresses a moment after it answered its creation)."""
+    deadline = time.monotonic() + timeout
+    while (subnet := network_subnet(host, name)) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Swarm gave the network {name} no addresses within {timeout:.0f} s")
+        time.sleep(0.1)
+    return subnet
+
+
 def task_address(task: dict, network: str) -> str:
     """A task's address on the network called `network` (allocated before it starts)."""
     for attachment in task.get("NetworksAttachments") or []:
@@ -244,7 +255,7 @@ class SwarmSandboxProvider(EngineProvider):
                                    partial(service_owner, self._host),
                                    show=lambda unit: f"{engine_container(unit)} ({LEARNERS_DIR}/{unit})")
             write_owner(learner_state_dir(self.spawner.state_dir, self.unit), self.spawner.user.name)
-            self._certificates(network_subnet(self._host, self.spawner.network_name))
+            self._certificates(overlay_subnet(self._host, self.spawner.network_name))
             labels = self.spawner.whale_labels
             if service_owner(self._host, self.service) == self.me:
                 retire_service(self._host, self.service)  # left from a start that failed
@@ -425,7 +436,7 @@ class WhaleSwarmSpawner(WhaleSpawner):
     def hub_address(self, host: docker.DockerClient) -> str:
         """The hub's fixed address on the learner's network: the top of its subnet, the
         same after the hub's container is replaced (learners' servers keep it)."""
-        return node_address(network_subnet(host, self.network_name), 1)
+        return node_address(overlay_subnet(host, self.network_name), 1)
 
     def _join_hub(self, host: docker.DockerClient) -> None:
         """The hub's container joins the learner's network at its fixed address.
@@ -444,7 +455,7 @@ class WhaleSwarmSpawner(WhaleSpawner):
         # The helper has a fixed address too, beside the hub's: an address it held, freed
         # when it goes, and handed at once to the learner's next task on this node, is
         # still held here for a moment ("Address already in use").
-        subnet = network_subnet(host, self.network_name)
+        subnet = overlay_subnet(host, self.network_name)
         helper = host.api.create_container(
             me["Config"]["Image"], entrypoint=["sleep", "60"], detach=True,
             labels={ROLE_LABEL: "network-helper", **self.whale_labels},
