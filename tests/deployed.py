@@ -95,26 +95,34 @@ class Learner:
         ws = websocket.create_connection(f"{ws_url}/user/{self.name}/api/kernels/{kernel}/channels",
                                          header=[f"Authorization: token {self.token}"], timeout=timeout)
         try:
-            msg_id = uuid.uuid4().hex
-            ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": self.name,
-                           "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": True,
-                            "user_expressions": {}, "allow_stdin": False}}))
-            out = ""
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind = msg["header"]["msg_type"]
-                if kind == "stream":
-                    out += msg["content"]["text"]
-                elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                    return out
-            raise TimeoutError(code)
+            return execute(ws, code, timeout, self.name)
         finally:
             ws.close()
             requests.delete(f"{self.url}/user/{self.name}/api/kernels/{kernel}", headers=headers,
                             timeout=30)
+
+
+def execute(ws: websocket.WebSocket, code: str, timeout: float, username: str = "t") -> str:
+    """Send `code` as an execute_request on a kernel's channels websocket; the streams it
+    printed (as a notebook shows them: a clear_output clears) once the kernel is idle."""
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": username,
+                   "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": True,
+                    "user_expressions": {}, "allow_stdin": False}}))
+    out = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["header"]["msg_type"]
+        if kind == "stream":
+            out += msg["content"]["text"]
+        elif kind == "clear_output":
+            out = ""
+        elif kind == "status" and msg["content"]["execution_state"] == "idle":
+            return out
+    raise TimeoutError(code)

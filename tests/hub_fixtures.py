@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import docker
 import requests
 import websocket
+from deployed import execute
 from engine_fixtures import start_engine
 
 from whale_core.layout import OWNER_LABEL, SITE_LABEL, site_id_of
@@ -176,28 +177,7 @@ class Hub:
                 f"ws://127.0.0.1:{self.port}/user/{name}/api/kernels/{kernel}/channels",
                 header=[f"Authorization: token {self.token}"], timeout=timeout)
             try:
-                msg_id = uuid.uuid4().hex
-                ws.send(json.dumps({
-                    "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
-                               "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-                    "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                    "content": {"code": code, "silent": False, "store_history": True,
-                                "user_expressions": {}, "allow_stdin": False},
-                }))
-                out = ""
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    msg = json.loads(ws.recv())
-                    if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                        continue
-                    kind = msg["header"]["msg_type"]
-                    if kind == "stream":
-                        out += msg["content"]["text"]
-                    elif kind == "clear_output":
-                        out = ""
-                    elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                        return out
-                raise TimeoutError(code)
+                return execute(ws, code, timeout)
             finally:
                 ws.close()
         finally:

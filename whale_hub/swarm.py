@@ -50,6 +50,7 @@ from whale_core.names import engine_container, learner_network, learner_slug, wo
 
 from .executor import blocking
 from .pki import CertificateAuthority, write_client_bundle, write_engine_tls
+from .providers import SandboxProvider
 from .providers.base import EngineProvider, claim, give_to, labels_owner, network_owner, volume_owner
 from .spawner import BUNDLE_MOUNT, WhaleSpawner
 from .specs import CLASSROOM_ENGINE_OPTIONS, ENGINE_LOG_CONFIG, SECCOMP_PROFILE
@@ -184,16 +185,15 @@ def retire_service(host: docker.DockerClient, name: str, timeout: float = 60) ->
 class SwarmSandboxProvider(EngineProvider):
     """A hosted classroom engine per learner, as a Swarm service placed by the scheduler."""
 
-    name = "sandbox"
-    description = "A fresh Docker engine hosted for me"
-    preparing = "Creating your Docker engine"
+    # The same choice on the spawn form as the one-machine site's.
+    name, description, preparing = (SandboxProvider.name, SandboxProvider.description,
+                                    SandboxProvider.preparing)
 
     def __init__(self, spawner):
         super().__init__(spawner)
         self.slug = learner_slug(spawner.user.name)
         self.unit = spawner.whale_names.get("engine") or self.slug
         self._host = None
-        self._bundle = None
 
     @property
     def service(self) -> str:
