@@ -3,6 +3,7 @@ sign up on the login form, ask for a server, follow the spawn page's progress, r
 in a docker kernel."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -43,9 +44,10 @@ class Learner:
         return requests.request(method, f"{self.url}/hub/api{path}", timeout=60,
                                 headers={"Authorization": f"token {token or self.token}"}, **kw)
 
-    def start(self, timeout: float = 300) -> list[str]:
-        """Ask for the server; the spawn page's messages, until it is ready."""
-        r = self.api("POST", f"/users/{self.name}/server", json={})
+    def start(self, timeout: float = 300, **options) -> list[str]:
+        """Ask for the server (with these user options, as the spawn form sends them);
+        the spawn page's messages, until it is ready."""
+        r = self.api("POST", f"/users/{self.name}/server", json=options)
         assert r.status_code in (201, 202), r.text
         messages = []
         with requests.get(f"{self.url}/hub/api/users/{self.name}/server/progress", stream=True,
@@ -84,8 +86,10 @@ class Learner:
         assert r.status_code == 201, r.text
         return r.json()["id"]
 
-    def run(self, code: str, timeout: float = 120) -> str:
-        """Run a cell in a fresh docker kernel; its output."""
+    @contextlib.contextmanager
+    def kernel(self, timeout: float = 120):
+        """A docker kernel kept across cells, as a notebook keeps one: yields
+        cell(code, timeout=...) -> (output, reply status)."""
         headers = {"Authorization": f"token {self.token}"}
         r = requests.post(f"{self.url}/user/{self.name}/api/kernels", json={"name": "docker"},
                           headers=headers, timeout=60)
@@ -95,16 +99,27 @@ class Learner:
         ws = websocket.create_connection(f"{ws_url}/user/{self.name}/api/kernels/{kernel}/channels",
                                          header=[f"Authorization: token {self.token}"], timeout=timeout)
         try:
-            return execute(ws, code, timeout, self.name)
+            yield lambda code, timeout=timeout: execute_cell(ws, code, timeout, self.name)
         finally:
             ws.close()
             requests.delete(f"{self.url}/user/{self.name}/api/kernels/{kernel}", headers=headers,
                             timeout=30)
 
+    def run(self, code: str, timeout: float = 120) -> str:
+        """Run a cell in a fresh docker kernel; its output."""
+        with self.kernel(timeout) as cell:
+            return cell(code)[0]
+
 
 def execute(ws: websocket.WebSocket, code: str, timeout: float, username: str = "t") -> str:
     """Send `code` as an execute_request on a kernel's channels websocket; the streams it
     printed (as a notebook shows them: a clear_output clears) once the kernel is idle."""
+    return execute_cell(ws, code, timeout, username)[0]
+
+
+def execute_cell(ws: websocket.WebSocket, code: str, timeout: float,
+                 username: str = "t") -> tuple[str, str]:
+    """execute, and the status of the kernel's reply ("ok" or "error")."""
     msg_id = uuid.uuid4().hex
     ws.send(json.dumps({
         "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": username,
@@ -112,9 +127,10 @@ def execute(ws: websocket.WebSocket, code: str, timeout: float, username: str = 
         "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
         "content": {"code": code, "silent": False, "store_history": True,
                     "user_expressions": {}, "allow_stdin": False}}))
-    out = ""
+    out, status, idle = "", None, False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        ws.settimeout(max(0.1, deadline - time.monotonic()))
         msg = json.loads(ws.recv())
         if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
@@ -123,6 +139,10 @@ def execute(ws: websocket.WebSocket, code: str, timeout: float, username: str = 
             out += msg["content"]["text"]
         elif kind == "clear_output":
             out = ""
+        elif kind == "execute_reply":
+            status = msg["content"]["status"]
         elif kind == "status" and msg["content"]["execution_state"] == "idle":
-            return out
+            idle = True
+        if idle and status is not None:
+            return out, status
     raise TimeoutError(code)

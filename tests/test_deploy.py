@@ -13,15 +13,20 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import nbformat
 import pytest
 from deployed import Learner
+from nbval.plugin import get_sanitize_patterns
 
 from whale_hub.engine import free_port
+from whale_lessons.runner import LESSONS_DIR, SANITIZE
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub]
 PASSWORD = "a-learner's-own"
 NAMES = ["ann", "bo", "cy", "dee", "eli", "fay"]
+SWARM_LEARNER = "sam"  # who chooses a Swarm of 3 nodes
 NOTEBOOK = {"type": "notebook", "content": {"cells": [], "metadata": {}, "nbformat": 4,
                                             "nbformat_minor": 5}}
 
@@ -142,6 +147,66 @@ def test_each_nodes_firewall_keeps_learners_off_docker_and_swarm_ports(site):
         return re.findall(r"^node\d:\d+:(?:open|closed)$", out, re.MULTILINE)
     assert said(inside) == expected, inside
     assert said(shell) == expected, shell
+
+
+def lesson_cells(path: Path):
+    """A lesson's code cells as CI runs them (solutions included), each (source, tags,
+    the stored output nbval compares against, sanitized as nbval does); and that
+    sanitizer."""
+    nb = nbformat.read(path, 4)
+    patterns = get_sanitize_patterns(SANITIZE.read_text())
+
+    def sanitize(text: str) -> str:
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+    return [(c.source, c.metadata.get("tags", []),
+             sanitize("".join(o.get("text", "") for o in c.outputs if o.output_type == "stream")))
+            for c in nb.cells if c.cell_type == "code"], sanitize
+
+
+def test_a_learners_swarm_of_three_runs_lesson_13_and_is_kept_across_a_restart(site):
+    """A learner who chooses 3 nodes gets a Swarm of three classroom engines beside their
+    server, and lesson 13 (a registry on node1, a stack of 6 across the nodes, a rolling
+    update) runs in their kernel as CI runs it, every output as the lesson stored it. A
+    restart (new addresses for every node) keeps their Swarm and its services."""
+    learner = Learner(site.url, SWARM_LEARNER, PASSWORD).sign_in()
+    learner.make_token()
+    messages = learner.start(nodes=3)
+    assert "Creating your Swarm of 3 Docker engines" in messages, messages
+    assert "Your 3 engines answer: joining node2 and node3 to node1's Swarm" in messages, messages
+    node = placement(site, f"whale-engine-{SWARM_LEARNER}")
+    assert [placement(site, f"whale-node{n}-{SWARM_LEARNER}") for n in (2, 3)] == [node, node]
+    assert placement(site, f"jupyter-{SWARM_LEARNER}") == node
+    cells, sanitize = lesson_cells(LESSONS_DIR / "13-stacks-across-nodes.ipynb")
+    with learner.kernel(timeout=300) as cell:
+        for source, tags, stored in cells:
+            out, status = cell(source)
+            if "raises-exception" in tags:
+                # A check before its solution: it fails, saying what is missing.
+                assert (status, sanitize(out)) == ("error", stored), source
+                continue
+            assert status == "ok", (source, out)
+            if "nbval-ignore-output" not in tags:
+                assert sanitize(out) == stored, (source, out)
+        out, status = cell("docker service create -q --name keep --replicas 3 "
+                           "--placement-pref spread=node.hostname busybox sleep 1d >/dev/null "
+                           "&& docker service ps keep --format '{{.Node}}' | sort")
+        assert (status, out) == ("ok", "node1\nnode2\nnode3\n"), out
+    learner.stop()
+    assert not [n for n in site.docker("service", "ls", "--format", "{{.Name}}").split()
+                if n.endswith(f"-{SWARM_LEARNER}")]
+    messages = learner.start(nodes=3)
+    assert placement(site, f"whale-engine-{SWARM_LEARNER}") == node
+    with learner.kernel(timeout=300) as cell:
+        assert cell("whale-check --nodes 3") == (
+            "✔ Your Swarm has the 3 nodes this lesson needs: node1, node2, node3.\n", "ok")
+        out, status = cell("timeout 60 sh -c 'until [ \"$(docker service ps keep --filter "
+                           "desired-state=running --format \"{{.Node}} {{.CurrentState}}\" "
+                           "| grep -c Running)\" = 3 ]; do sleep 1; done' "
+                           "&& docker service ls --format '{{.Name}} {{.Replicas}}'")
+        assert (status, out) == ("ok", "keep 3/3\n"), out
+    learner.stop()
 
 
 def test_a_drained_nodes_learners_start_again_on_another(site):

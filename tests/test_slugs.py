@@ -18,6 +18,7 @@ from whale_core.names import (
     bridge_interface,
     claim_name,
     engine_container,
+    engine_worker_service,
     fresh_name,
     is_slug,
     learner_network,
@@ -123,3 +124,12 @@ def test_different_names_never_share_a_slug(names):
     slugs = [learner_slug(n) for n in names]
     assert len(set(slugs)) == len(names)
     assert all(is_slug(s) for s in slugs)
+
+
+def test_a_deployed_sites_engine_services_are_dns_labels():
+    """A deployed site's engines are Swarm services, whose names are DNS labels: the
+    longest (a hashed slug, made fresh) fits, for every node of a learner's Swarm."""
+    unit = fresh_name(learner_slug("a" * 100))
+    assert len(learner_slug("a" * 100)) == MAX_SLUG
+    for name in (engine_container(unit), *(engine_worker_service(unit, n) for n in range(2, 6))):
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", name), name

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from whale_hub.subnets import candidates, create_bridge, dynamic_range, node_address
+from whale_hub.subnets import candidates, create_bridge, dynamic_range, node_address, swarm_node_address
 
 POOL = "10.251.7.0/26"  # four /28s
 
@@ -62,3 +62,14 @@ def test_networks_take_free_slices_until_the_range_is_full(host_docker):
         for net in host_docker.networks.list(filters={"label": [
                 f"org.howtowhale.test-subnets={os.getpid()}"]}):
             net.remove()
+
+
+def test_a_deployed_sites_swarm_nodes_advertise_addresses_the_site_never_gives_out():
+    subnet = ipaddress.ip_network("10.216.3.0/24")
+    fixed = [swarm_node_address(subnet, n) for n in range(1, 6)]
+    assert fixed == ["10.216.3.246", "10.216.3.245", "10.216.3.244", "10.216.3.243", "10.216.3.242"]
+    taken = {node_address(subnet, 1), node_address(subnet, 2)}  # the hub's and its helper's
+    assert not taken & set(fixed)
+    assert not [a for a in fixed if ipaddress.ip_address(a) in dynamic_range(subnet)]
+    with pytest.raises(ValueError, match="node 6: an engine has nodes 1 to 5"):
+        swarm_node_address(subnet, 6)

@@ -74,6 +74,13 @@ def engine_container(unit: str) -> str:
     return f"whale-engine-{unit}"
 
 
+def engine_worker_service(unit: str, node: int) -> str:
+    """Node `node` (2 to 5) of a deployed site's learner's Swarm, a Swarm service: a
+    service's name is a DNS label (no dot, 63 characters at most), and no other kind of
+    object is called `whale-node…`."""
+    return f"whale-node{node}-{unit}"
+
+
 def learner_network(slug: str) -> str:
     """The network that only the learner's server and engine join."""
     return f"whale-net-{slug}"

@@ -142,26 +142,12 @@ class SandboxCluster:
             bundles = list(pool.map(lambda e: e.wait_ready(timeout), engines))
         if self.is_swarm:
             if say is not None:
-                names = [f"node{i}" for i in range(2, self.nodes + 1)]
-                say(f"Your {self.nodes} engines answer: joining {' and '.join(names)} to "
-                    "node1's Swarm")
+                say(joining(self.nodes))
             self.assemble(bundles, timeout=max(5.0, deadline - time.monotonic()))
         else:
-            self._forget_workers(bundles[0])
+            with bundles[0].client(timeout=30) as client:
+                forget_workers(client)
         return bundles[0]
-
-    def _forget_workers(self, bundle: CredentialBundle) -> None:
-        """An engine that was a Swarm of several nodes and is one node now stays a Swarm
-        (with the learner's services), of one node: its removed workers are forgotten."""
-        with bundle.client(timeout=30) as client:
-            swarm = client.info().get("Swarm") or {}
-            if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable") \
-                    or (swarm.get("Nodes") or 0) < 2:
-                return
-            for node in client.api.nodes():
-                if node["ID"] != swarm.get("NodeID"):
-                    with contextlib.suppress(APIError):
-                        client.api.remove_node(node["ID"], force=True)
 
     def start(self, timeout: float = 60.0) -> CredentialBundle:
         """prepare() and launch(), for tests and lessons."""
@@ -172,73 +158,12 @@ class SandboxCluster:
         """Make nodes 2..N workers of node 1's Swarm, whatever state each is in."""
         clients = [b.client(timeout=30) for b in bundles]
         try:
-            manager = clients[0]
-            address = self.manager.network_address()
-            swarm = manager.info().get("Swarm") or {}
-            if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
-                if swarm.get("LocalNodeState") not in (None, "inactive"):
-                    manager.swarm.leave(force=True)
-                manager.swarm.init(advertise_addr=address, listen_addr=f"0.0.0.0:{SWARM_PORT}",
-                                   default_addr_pool=[OVERLAY_POOL], subnet_size=24)
-            elif swarm.get("NodeAddr") != address:
-                # Its address changed (a node made before addresses were fixed, or a
-                # one-node Swarm on 127.0.0.1): a Swarm anew there, keeping its services.
-                manager.swarm.init(advertise_addr=address, listen_addr=f"0.0.0.0:{SWARM_PORT}",
-                                   force_new_cluster=True)
-            manager.swarm.reload()
-            cluster_id = manager.swarm.id
-            token = manager.swarm.attrs["JoinTokens"]["Worker"]
-            with ThreadPoolExecutor(max_workers=max(1, len(self.workers))) as pool:
-                joined = list(pool.map(
-                    lambda pair: self._join(pair[0], pair[1], cluster_id, token, address),
-                    zip(self.workers, clients[1:], strict=True)))
-            self._wait_nodes(manager, joined, timeout)
+            engines = [self.manager, *self.workers]
+            assemble_swarm([SwarmMember(e.hostname, e.network_address(), c)
+                            for e, c in zip(engines, clients, strict=True)], timeout)
         finally:
             for client in clients:
                 client.close()
-
-    def _join(self, worker: SandboxEngine, client: docker.DockerClient, cluster_id: str,
-              token: str, manager_address: str) -> str:
-        """Join `worker` to the Swarm (leaving any other first): its node ID."""
-        swarm = client.info().get("Swarm") or {}
-        state = swarm.get("LocalNodeState")
-        cluster = (swarm.get("Cluster") or {}).get("ID")
-        remote = {m.get("Addr") for m in swarm.get("RemoteManagers") or []}
-        if state == "active" and (cluster == cluster_id or (
-                cluster is None and f"{manager_address}:{SWARM_PORT}" in remote)):
-            return swarm["NodeID"]
-        if state not in (None, "inactive"):
-            client.swarm.leave(force=True)
-        try:
-            client.swarm.join(remote_addrs=[f"{manager_address}:{SWARM_PORT}"], join_token=token,
-                              listen_addr=f"0.0.0.0:{SWARM_PORT}",
-                              advertise_addr=worker.network_address())
-        except APIError as exc:
-            raise ClusterError(f"{worker.hostname} could not join the Swarm: "
-                               f"{exc.explanation or exc}") from None
-        return client.info()["Swarm"]["NodeID"]
-
-    def _wait_nodes(self, manager: docker.DockerClient, joined: list[str], timeout: float) -> None:
-        """Wait until the manager sees every node Ready; forget every other node (one of
-        the nodes removed, or the node3 of before a node3 that left and joined again)."""
-        wanted = {manager.info()["Swarm"]["NodeID"], *joined}
-        deadline = time.monotonic() + timeout
-        while True:
-            nodes = manager.api.nodes()
-            for node in nodes:
-                if node["ID"] not in wanted:  # a node removed, or a node3 that left
-                    with contextlib.suppress(APIError):  # gone already
-                        manager.api.remove_node(node["ID"], force=True)
-            nodes = [n for n in nodes if n["ID"] in wanted]
-            ready = {n["ID"] for n in nodes if n["Status"]["State"] == "ready"}
-            if wanted <= ready:
-                return
-            if time.monotonic() > deadline:
-                missing = sorted(n["Description"]["Hostname"] for n in nodes
-                                 if n["ID"] in wanted - ready)
-                raise ClusterError(f"the Swarm's nodes {', '.join(missing) or '(unknown)'} "
-                                   f"were not Ready within {timeout:.0f} s")
-            time.sleep(0.2)
 
     # -- after the learner's server stopped -------------------------------------------------
     def stop(self, timeout: int = 5) -> None:
@@ -270,3 +195,104 @@ class SandboxCluster:
         that does not is never touched."""
         labels = container.labels or {}
         return all(labels.get(k) == v for k, v in self.settings.labels.items())
+
+
+@dataclasses.dataclass
+class SwarmMember:
+    """A node of a learner's Swarm as the hub reaches it: its host name (node1, ...), its
+    address on the learner's network, and a client of its engine over TLS."""
+    hostname: str
+    address: str
+    client: docker.DockerClient
+
+
+def joining(nodes: int) -> str:
+    """What the spawn page says once a Swarm's engines answer."""
+    names = [f"node{i}" for i in range(2, nodes + 1)]
+    return f"Your {nodes} engines answer: joining {' and '.join(names)} to node1's Swarm"
+
+
+def assemble_swarm(members: list[SwarmMember], timeout: float = 60.0) -> None:
+    """Make members 2..N workers of member 1's Swarm, whatever state each is in.
+
+    Addresses may have changed since the last start (a deployed site's engines are
+    Swarm services, whose tasks get new addresses): a manager advertising an old one
+    becomes a Swarm anew at its new address, keeping its services, and a worker that
+    advertises an old one, or knows the manager at an old one, leaves and joins again."""
+    manager = members[0]
+    swarm = manager.client.info().get("Swarm") or {}
+    listen = f"0.0.0.0:{SWARM_PORT}"
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+        if swarm.get("LocalNodeState") not in (None, "inactive"):
+            manager.client.swarm.leave(force=True)
+        manager.client.swarm.init(advertise_addr=manager.address, listen_addr=listen,
+                                  default_addr_pool=[OVERLAY_POOL], subnet_size=24)
+    elif swarm.get("NodeAddr") != manager.address:
+        # Its address changed (a node made before addresses were fixed, a one-node Swarm
+        # on 127.0.0.1, a new task): a Swarm anew there, keeping its services.
+        manager.client.swarm.init(advertise_addr=manager.address, listen_addr=listen,
+                                  force_new_cluster=True)
+    manager.client.swarm.reload()
+    cluster_id = manager.client.swarm.id
+    token = manager.client.swarm.attrs["JoinTokens"]["Worker"]
+    workers = members[1:]
+    with ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:
+        joined = list(pool.map(lambda w: _join(w, cluster_id, token, manager.address), workers))
+    _wait_nodes(manager.client, joined, timeout)
+
+
+def _join(worker: SwarmMember, cluster_id: str, token: str, manager_address: str) -> str:
+    """Join `worker` to the Swarm (leaving any other first): its node ID."""
+    client = worker.client
+    swarm = client.info().get("Swarm") or {}
+    state = swarm.get("LocalNodeState")
+    cluster = (swarm.get("Cluster") or {}).get("ID")
+    remote = {m.get("Addr") for m in swarm.get("RemoteManagers") or []}
+    if state == "active" and swarm.get("NodeAddr") == worker.address and (
+            cluster == cluster_id or (cluster is None and f"{manager_address}:{SWARM_PORT}" in remote)):
+        return swarm["NodeID"]
+    if state not in (None, "inactive"):
+        client.swarm.leave(force=True)
+    try:
+        client.swarm.join(remote_addrs=[f"{manager_address}:{SWARM_PORT}"], join_token=token,
+                          listen_addr=f"0.0.0.0:{SWARM_PORT}", advertise_addr=worker.address)
+    except APIError as exc:
+        raise ClusterError(f"{worker.hostname} could not join the Swarm: "
+                           f"{exc.explanation or exc}") from None
+    return client.info()["Swarm"]["NodeID"]
+
+
+def _wait_nodes(manager: docker.DockerClient, joined: list[str], timeout: float) -> None:
+    """Wait until the manager sees every node Ready; forget every other node (one of
+    the nodes removed, or the node3 of before a node3 that left and joined again)."""
+    wanted = {manager.info()["Swarm"]["NodeID"], *joined}
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = manager.api.nodes()
+        for node in nodes:
+            if node["ID"] not in wanted:  # a node removed, or a node3 that left
+                with contextlib.suppress(APIError):  # gone already
+                    manager.api.remove_node(node["ID"], force=True)
+        nodes = [n for n in nodes if n["ID"] in wanted]
+        ready = {n["ID"] for n in nodes if n["Status"]["State"] == "ready"}
+        if wanted <= ready:
+            return
+        if time.monotonic() > deadline:
+            missing = sorted(n["Description"]["Hostname"] for n in nodes
+                             if n["ID"] in wanted - ready)
+            raise ClusterError(f"the Swarm's nodes {', '.join(missing) or '(unknown)'} "
+                               f"were not Ready within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def forget_workers(client: docker.DockerClient) -> None:
+    """An engine that was a Swarm of several nodes and is one node now stays a Swarm
+    (with the learner's services), of one node: its removed workers are forgotten."""
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable") \
+            or (swarm.get("Nodes") or 0) < 2:
+        return
+    for node in client.api.nodes():
+        if node["ID"] != swarm.get("NodeID"):
+            with contextlib.suppress(APIError):
+                client.api.remove_node(node["ID"], force=True)

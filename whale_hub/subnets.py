@@ -37,6 +37,16 @@ def node_address(subnet: ipaddress.IPv4Network | str, node: int) -> str:
     return str(subnet.broadcast_address - node)
 
 
+def swarm_node_address(subnet: ipaddress.IPv4Network | str, node: int) -> str:
+    """The address node `node` (1 to 5) of a learner's Swarm advertises on a deployed
+    site (whale_hub/providers/swarm.py): below the hub's fixed address and its helper's
+    (node_address 1 and 2), in the upper half, which the site's Swarm never gives out."""
+    subnet = ipaddress.ip_network(subnet, strict=False)
+    if not 1 <= node <= 5:
+        raise ValueError(f"node {node}: an engine has nodes 1 to 5")
+    return str(subnet.broadcast_address - 8 - node)
+
+
 def network_subnet(host: docker.DockerClient, name: str) -> ipaddress.IPv4Network | None:
     """The IPv4 subnet of the network `name` (None: it has none)."""
     for config in (host.api.inspect_network(name).get("IPAM") or {}).get("Config") or []:

@@ -3,12 +3,13 @@
 Each learner's engine and notebook server are Swarm services, not containers, and Swarm's
 scheduler places them:
 
-- The engine (`SwarmSandboxProvider`) goes to a node labelled
+- The engine (`SwarmSandboxProvider`, providers/swarm.py) goes to a node labelled
   `org.howtowhale.learners=true` that has room for its memory reservation. It is the
   classroom engine of the one-machine site, as a service: the same capabilities, seccomp
   profile, tmpfs `/tmp` and `/run` and limits; its TLS files are Swarm secrets; its data is
   a volume on its node. (A node's dockerd must give containers a private cgroup namespace:
-  README, "Operators".)
+  README, "Operators".) A learner who chooses more nodes (the Swarm lessons) gets node2,
+  node3, ... as services of their own beside it, joined into node1's Swarm.
 - The learner's server (`WhaleSwarmSpawner`) then goes to the same node (`node.id==`), with
   their work volume there and their credentials bundle as Swarm secrets.
 - Both are on the learner's own attachable overlay network, which the hub's container
@@ -20,12 +21,8 @@ page says why, and the old work waits on the old node until it is back.
 """
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import shutil
 import socket
-import time
 from functools import partial
 from pathlib import Path
 
@@ -44,323 +41,27 @@ from docker.types import (
 )
 from traitlets import Unicode, default
 
-from whale_core.bundle import CredentialBundle
-from whale_core.layout import LEARNERS_DIR, ROLE_LABEL, learner_engine_dir, learner_state_dir, write_owner
-from whale_core.names import engine_container, learner_network, learner_slug, work_volume
+from whale_core.layout import ROLE_LABEL
+from whale_core.names import learner_network, work_volume
 
 from .executor import blocking
-from .pki import CertificateAuthority, write_client_bundle, write_engine_tls
-from .providers import SandboxProvider
-from .providers.base import EngineProvider, claim, give_to, labels_owner, network_owner, volume_owner
+from .providers.base import claim, network_owner, volume_owner
+from .providers.swarm import SwarmSandboxProvider
+from .services import (
+    LEARNERS_CONSTRAINT,
+    STACK_LABEL,
+    ensure_secret,
+    overlay_subnet,
+    remove_secrets,
+    service_owner,
+    size_bytes,
+    task_address,
+    wait_for_task,
+)
 from .spawner import BUNDLE_MOUNT, WhaleSpawner
-from .specs import CLASSROOM_ENGINE_OPTIONS, ENGINE_LOG_CONFIG, SECCOMP_PROFILE
-from .subnets import create_bridge, dynamic_range, network_subnet, node_address
+from .subnets import create_bridge, node_address
 
-STACK_LABEL = "org.howtowhale.stack"
-LEARNERS_CONSTRAINT = "node.labels.org.howtowhale.learners==true"
-#: The engine's TLS files, as whale-engine reads them (/etc/whale/tls).
-ENGINE_TLS_FILES = ("ca.pem", "server-cert.pem", "server-key.pem")
-
-
-def _mib(size: str | None) -> int | None:
-    """'2g' / '512m' / bytes -> bytes (None for nothing)."""
-    if not size:
-        return None
-    text = str(size).strip().lower()
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
-
-
-def service_owner(host: docker.DockerClient, name: str):
-    """Owner and site labels of the service called `name` (None: there is none)."""
-    try:
-        return labels_owner(host.api.inspect_service(name)["Spec"].get("Labels"))
-    except NotFound:
-        return None
-
-
-def node_availability(host: docker.DockerClient, node_id: str) -> tuple[str, str | None]:
-    """(the node's host name, why it cannot take tasks now, or None)."""
-    try:
-        node = host.api.inspect_node(node_id)
-    except NotFound:
-        return node_id[:12], "no longer in the Swarm"
-    name = node["Description"]["Hostname"]
-    availability = node["Spec"].get("Availability")
-    if availability != "active":
-        return name, f"{ {'drain': 'drained', 'pause': 'paused'}.get(availability, availability)} " \
-            "by the site's operator"
-    if node["Status"].get("State") != "ready":
-        return name, f"{node['Status'].get('State')} ({node['Status'].get('Message') or 'no answer'})"
-    return name, None
-
-
-def ensure_secret(host: docker.DockerClient, prefix: str, name: str, data: bytes,
-                  labels: dict[str, str]) -> tuple[str, str]:
-    """A Swarm secret holding `data` (secrets cannot change: a new content is a new name,
-    `<prefix>-<name>-<hash>`); (id, name)."""
-    digest = hashlib.sha256(data).hexdigest()[:10]
-    secret_name = f"{prefix}-{name.replace('.', '-')}-{digest}"
-    found = host.api.secrets(filters={"name": secret_name})
-    for s in found:
-        if s["Spec"]["Name"] == secret_name:
-            return s["ID"], secret_name
-    made = host.api.create_secret(secret_name, data, labels=labels)
-    return made["ID"], secret_name
-
-
-def remove_secrets(host: docker.DockerClient, prefix: str, keep: set[str] = frozenset()) -> None:
-    """Remove the secrets `ensure_secret` made under `prefix` (but `keep`)."""
-    for s in host.api.secrets(filters={"name": f"{prefix}-"}):
-        name = s["Spec"]["Name"]
-        if name.startswith(f"{prefix}-") and name not in keep:
-            with contextlib.suppress(APIError):
-                host.api.remove_secret(s["ID"])
-
-
-def wait_for_task(host: docker.DockerClient, service: str, *, until=("running",),
-                  timeout: float = 60) -> dict:
-    """The service's newest task, once its state is one of `until` (or it failed)."""
-    api = getattr(host, "api", host)  # a DockerClient or an APIClient
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        tasks = sorted(api.tasks(filters={"service": service}),
-                       key=lambda t: t.get("CreatedAt", ""))
-        if tasks:
-            last = tasks[-1]
-            state = last["Status"]["State"]
-            if state in until:
-                return last
-            if state in ("failed", "rejected", "shutdown", "complete", "orphaned"):
-                status = last["Status"]
-                raise RuntimeError(f"{service}: {state}: {status.get('Err') or status.get('Message')}")
-        time.sleep(0.2)
-    why = (last or {}).get("Status", {})
-    raise TimeoutError(f"{service} was not {'/'.join(until)} within {timeout:.0f} s: "
-                       f"{why.get('State')}: {why.get('Err') or why.get('Message')}")
-
-
-def overlay_subnet(host: docker.DockerClient, name: str, timeout: float = 30):
-    """The subnet of a learner's overlay, once the Swarm has allocated it (a manager
-    allocates a new network's addresses a moment after it answered its creation)."""
-    deadline = time.monotonic() + timeout
-    while (subnet := network_subnet(host, name)) is None:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the Swarm gave the network {name} no addresses within {timeout:.0f} s")
-        time.sleep(0.1)
-    return subnet
-
-
-def task_address(task: dict, network: str) -> str:
-    """A task's address on the network called `network` (allocated before it starts)."""
-    for attachment in task.get("NetworksAttachments") or []:
-        if attachment["Network"]["Spec"]["Name"] == network and attachment.get("Addresses"):
-            return attachment["Addresses"][0].split("/")[0]
-    raise RuntimeError(f"task {task['ID'][:12]} has no address on {network}")
-
-
-def retire_service(host: docker.DockerClient, name: str, timeout: float = 60) -> None:
-    """Remove a service once its tasks have stopped: scaled to 0 first, it is removed
-    when every node has reported its container gone. (Removed at once, its old engine
-    would answer to the name for a moment more, and a new one's start be taken for it.)"""
-    try:
-        service = host.api.inspect_service(name)
-    except NotFound:
-        return
-    with contextlib.suppress(APIError):
-        host.api.update_service(service["ID"], service["Version"]["Index"],
-                                mode={"Replicated": {"Replicas": 0}}, fetch_current_spec=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not [t for t in host.api.tasks(filters={"service": name})
-                    if t["Status"]["State"] in ("assigned", "accepted", "preparing", "ready",
-                                                "starting", "running")]:
-                break
-            time.sleep(0.2)
-    with contextlib.suppress(NotFound):
-        host.api.remove_service(name)
-
-
-class SwarmSandboxProvider(EngineProvider):
-    """A hosted classroom engine per learner, as a Swarm service placed by the scheduler."""
-
-    # The same choice on the spawn form as the one-machine site's.
-    name, description, preparing = (SandboxProvider.name, SandboxProvider.description,
-                                    SandboxProvider.preparing)
-
-    def __init__(self, spawner):
-        super().__init__(spawner)
-        self.slug = learner_slug(spawner.user.name)
-        self.unit = spawner.whale_names.get("engine") or self.slug
-        self._host = None
-
-    @property
-    def service(self) -> str:
-        return engine_container(self.unit)
-
-    @property
-    def state(self) -> Path:
-        return learner_engine_dir(self.spawner.state_dir, self.unit)
-
-    def _certificates(self, subnet) -> None:
-        """The engine's CA (kept in its state directory, 0700, made once) and its TLS
-        files, for every address of the learner's network (`subnet`, theirs alone).
-
-        The engine is reached by its address, not its name: Swarm's DNS for a service
-        made again under the same name kept answering with the old task's address here.
-        A service's task cannot be given an address, so the engine's certificate names
-        them all."""
-        marker = self.state / "tls" / "subnet"
-        ca = CertificateAuthority.load(self.state / "ca")
-        if ca is not None and marker.exists() and marker.read_text() == str(subnet):
-            return
-        if ca is None:
-            ca = CertificateAuthority.create(name=f"How to Whale CA for {self.service}")
-            ca.save(self.state / "ca")
-        server = ca.issue_server(hostnames=("localhost", self.service, "engine", "node1"),
-                                 ips=("127.0.0.1", *map(str, dynamic_range(subnet).hosts())))
-        write_engine_tls(self.state / "tls", ca, server)
-        marker.write_text(str(subnet))
-
-    def _write_bundle(self, address: str) -> Path:
-        """The learner's bundle, naming the engine's address of this start."""
-        ca = CertificateAuthority.load(self.state / "ca")
-        bundle = self.state / "bundle"
-        shutil.rmtree(bundle, ignore_errors=True)
-        write_client_bundle(bundle, ca, ca.issue_client(common_name=self.service),
-                            f"tcp://{address}:2376")
-        give_to(bundle, self.spawner.learner_uid)
-        return bundle
-
-    def _placement(self) -> list[str]:
-        """Where the engine may go: a learners' node; the one that holds its data, if that
-        one can take it (else the spawn page says why not)."""
-        constraints = [self.spawner.learners_constraint]
-        previous = self.spawner.whale_names.get("node")
-        if previous:
-            name, why = node_availability(self._host, previous)
-            if why is None:
-                constraints.append(f"node.id=={previous}")
-            else:
-                self.spawner.emit_from_thread(
-                    15, f"Your engine and your work were on {name}, which is {why}: they stay "
-                    "there for when it is back. Starting you afresh on another node")
-        return constraints
-
-    def prepare(self) -> Path:
-        self._host = docker.from_env(timeout=60, version="auto")
-        try:
-            self.unit = self.claim("engine", self.slug,
-                                   partial(service_owner, self._host),
-                                   show=lambda unit: f"{engine_container(unit)} ({LEARNERS_DIR}/{unit})")
-            write_owner(learner_state_dir(self.spawner.state_dir, self.unit), self.spawner.user.name)
-            self._certificates(overlay_subnet(self._host, self.spawner.network_name))
-            labels = self.spawner.whale_labels
-            if service_owner(self._host, self.service) == self.me:
-                retire_service(self._host, self.service)  # left from a start that failed
-            mounts = [
-                {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 256 << 20, "Mode": 0o1777}},  # noqa: S108
-                {"Type": "tmpfs", "Target": "/run", "TmpfsOptions": {"SizeBytes": 64 << 20, "Mode": 0o755}},
-                {"Type": "volume", "Source": f"{self.service}-data", "Target": "/var/lib/docker",
-                 "VolumeOptions": {"Labels": {ROLE_LABEL: "engine-data", **labels}}},
-            ]
-            secrets = []
-            for name in ENGINE_TLS_FILES:
-                sid, sname = ensure_secret(self._host, self.service, name,
-                                           (self.state / "tls" / name).read_bytes(), labels)
-                secrets.append({"SecretID": sid, "SecretName": sname,
-                                "File": {"Name": f"/etc/whale/tls/{name}", "UID": "0", "GID": "0",
-                                         "Mode": 0o400}})
-            s = self.spawner
-            env = [f"WHALE_REGISTRY_MIRROR={s.registry_mirror}"] if s.registry_mirror else []
-            limits = {"Pids": s.engine_pids_limit or 0}
-            if s.engine_mem_limit:
-                limits["MemoryBytes"] = _mib(s.engine_mem_limit)
-            if s.engine_cpu_limit:
-                limits["NanoCPUs"] = int(s.engine_cpu_limit * 1e9)
-            spec = {
-                "Name": self.service,
-                "Labels": {ROLE_LABEL: "engine", **labels},
-                "TaskTemplate": {
-                    "ContainerSpec": {
-                        "Image": s.engine_image, "Hostname": "node1", "Env": env,
-                        "Labels": {ROLE_LABEL: "engine", **labels},
-                        "CapabilityDrop": CLASSROOM_ENGINE_OPTIONS["cap_drop"],
-                        "CapabilityAdd": CLASSROOM_ENGINE_OPTIONS["cap_add"],
-                        "Privileges": {"Seccomp": {"Mode": "custom", "Profile": base64.b64encode(
-                            SECCOMP_PROFILE.read_bytes()).decode()}},
-                        "Secrets": secrets, "Mounts": mounts},
-                    "Resources": {"Limits": limits, "Reservations": {
-                        "MemoryBytes": _mib(s.engine_mem_reservation)}},
-                    "Placement": {"Constraints": self._placement()},
-                    "RestartPolicy": {"Condition": "none"},
-                    "Networks": [{"Target": s.network_name, "Aliases": ["engine", "node1"]}],
-                    "LogDriver": {"Name": ENGINE_LOG_CONFIG["type"],
-                                  "Options": ENGINE_LOG_CONFIG["config"]},
-                },
-                "Mode": {"Replicated": {"Replicas": 1}},
-                "EndpointSpec": {"Mode": "dnsrr"},
-            }
-            made = self._host.api.post(self._host.api._url("/services/create"), json=spec)
-            if made.status_code != 201:
-                raise RuntimeError(f"could not create the engine service: {made.text.strip()}")
-            remove_secrets(self._host, self.service, keep={x["SecretName"] for x in secrets})
-            # The scheduler chooses the node; the learner's server follows the engine there.
-            task = wait_for_task(self._host, self.service,
-                                 until=("assigned", "accepted", "preparing", "ready", "starting", "running"),
-                                 timeout=s.engine_start_timeout)
-            s.engine_node = task["NodeID"]
-            s.whale_names["node"] = task["NodeID"]
-            bundle = self._write_bundle(task_address(task, s.network_name))
-        except BaseException:
-            self._host.close()
-            raise
-        return bundle
-
-    def launch(self) -> None:
-        """Wait until the engine answers over TLS on the learner's network (the hub's
-        container is on it too)."""
-        try:
-            bundle = CredentialBundle.load(self.state / "bundle")
-            deadline = time.monotonic() + self.spawner.engine_start_timeout
-            last = None
-            while time.monotonic() < deadline:
-                task = wait_for_task(self._host, self.service, until=("running",),
-                                     timeout=max(1, deadline - time.monotonic()))
-                client = None
-                try:
-                    client = bundle.client(timeout=2)
-                    client.ping()
-                    return
-                except Exception as exc:  # not up yet
-                    last = exc
-                finally:
-                    if client is not None:
-                        client.close()
-                time.sleep(0.1)
-            raise TimeoutError(f"engine {self.service} on {task['NodeID'][:12]} did not answer "
-                               f"within {self.spawner.engine_start_timeout:.0f} s: {last}")
-        finally:
-            self._host.close()
-
-    def release(self, remove: bool) -> None:
-        """Remove the engine's service (its data stays in its volume on its node)."""
-        host = docker.from_env(timeout=60, version="auto")
-        try:
-            owner = service_owner(host, self.service)
-            if owner is None:
-                return
-            if owner != self.me:
-                self.log.warning("%s: engine %s belongs to %r (site %r): left alone",
-                                 self.spawner.user.name, self.service, *owner)
-                return
-            retire_service(host, self.service)
-            if remove:
-                self.log.info("%s: the engine's data volume %s-data stays on its node until "
-                              "the janitor removes it", self.spawner.user.name, self.service)
-        finally:
-            host.close()
+__all__ = ["SwarmSandboxProvider", "WhaleSwarmSpawner"]
 
 
 class WhaleSwarmSpawner(WhaleSpawner):
@@ -511,7 +212,8 @@ class WhaleSwarmSpawner(WhaleSpawner):
                     refs.append(SecretReference(sid, name, filename=f"{BUNDLE_MOUNT}/{path.name}",
                                                 uid=str(self.learner_uid), gid=str(self.learner_uid),
                                                 mode=0o400))
-            remove_secrets(host, self.object_name, keep={r["SecretName"] for r in refs})
+            remove_secrets(host, self.object_name, self.whale_labels,
+                           keep={r["SecretName"] for r in refs})
             return refs
         finally:
             host.close()
@@ -530,8 +232,8 @@ class WhaleSwarmSpawner(WhaleSpawner):
             constraints.append(f"node.id=={self.engine_node}")
         task = TaskTemplate(
             container_spec=container,
-            resources=Resources(mem_limit=_mib(self.mem_limit) if self.mem_limit else None,
-                                mem_reservation=_mib(self.server_mem_reservation),
+            resources=Resources(mem_limit=size_bytes(self.mem_limit) if self.mem_limit else None,
+                                mem_reservation=size_bytes(self.server_mem_reservation),
                                 cpu_limit=int(self.cpu_limit * 1e9) if self.cpu_limit else None),
             restart_policy=RestartPolicy(condition="none"),
             placement=Placement(constraints=constraints),
@@ -554,7 +256,7 @@ class WhaleSwarmSpawner(WhaleSpawner):
     def _forget_secrets(self) -> None:
         host = docker.from_env(timeout=60, version="auto")
         try:
-            remove_secrets(host, self.object_name)
+            remove_secrets(host, self.object_name, self.whale_labels)
         finally:
             host.close()
 

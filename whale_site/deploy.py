@@ -64,7 +64,7 @@ LEARNER_IMAGES = ("howtowhale/engine", "howtowhale/singleuser")
 #: Hub settings `whale deploy` hands on from its own environment (jupyterhub_config.py).
 HUB_SETTINGS = ("WHALE_ADMINS", "WHALE_INSTRUCTORS", "WHALE_IDLE_TIMEOUT",
                 "WHALE_POLL_INTERVAL", "WHALE_CONCURRENT_STARTS", "WHALE_SPAWN_LIMIT",
-                "WHALE_MAX_LEARNERS")
+                "WHALE_MAX_LEARNERS", "WHALE_ENGINE_NODES", "WHALE_MAX_NODES")
 #: The registry's configuration in the stack: read-only (pull yes, push and delete no).
 REGISTRY_CONFIG = {
     "version": 0.1,

@@ -32,6 +32,8 @@ SITE = {"howtowhale/engine": "engine", "howtowhale/cli": "cli",
         "howtowhale/postgres": "postgres"}
 # Built only when asked for by name (`whale deploy` and its tests): `whale up` needs none.
 ON_DEMAND = {"howtowhale/postgres"}
+# Images built FROM (COPY --from) others of these: those come first (SITE's order).
+BUILT_FROM = {"howtowhale/singleuser": ("howtowhale/cli",)}
 LEARNER_CLI_IMAGE = "howtowhale/cli"
 LEARNER_CLI_CACHE = Path(os.environ.get("WHALE_CLI_CACHE",
                                         Path.home() / ".cache" / "whale" / "learner-cli"))
@@ -166,6 +168,8 @@ def ensure_site_images(force: bool = False, extra_ca: str | None = None,
     rebuilt whenever the package's sources or the lessons change.
     """
     built = []
+    if only is not None:
+        only = {*only, *(dep for tag in only for dep in BUILT_FROM.get(tag, ()))}
     for tag, directory in SITE.items():
         if (tag not in only) if only is not None else (tag in ON_DEMAND):
             continue

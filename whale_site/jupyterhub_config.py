@@ -121,7 +121,6 @@ if swarm_site:
     # A site of several machines (whale deploy, whale_site/deploy.py): learners' engines
     # and servers are Swarm services, placed by Swarm's scheduler (whale_hub.swarm).
     c.JupyterHub.spawner_class = "whale_hub.swarm.WhaleSwarmSpawner"
-    c.WhaleSpawner.engine_max_nodes = 1
     c.WhaleSwarmSpawner.stack = os.environ.get("WHALE_STACK", "whale")
     c.Spawner.poll_interval = int(os.environ.get("WHALE_POLL_INTERVAL", "30"))
 c.Spawner.http_timeout = 90

@@ -17,6 +17,19 @@ from ..specs import EngineSettings
 from .base import EngineProvider, container_owner, give_to
 
 
+def chosen_nodes(spawner) -> tuple[int, BundleError | None]:
+    """The nodes of this start's engine, and why the learner's choice is refused (said
+    when the engine is prepared, not when it is released), if it is."""
+    try:
+        return spawner.engine_node_count(), None
+    except BundleError as exc:
+        return 1, exc
+
+
+def swarm_preparing(nodes: int) -> str:
+    return f"Creating your Swarm of {nodes} Docker engines"
+
+
 class SandboxProvider(EngineProvider):
     """A hosted engine per learner, created on the operator's engine."""
 
@@ -30,13 +43,9 @@ class SandboxProvider(EngineProvider):
         # The engine's container and state directory share one name: the slug, or the
         # fresh one the spawner remembers when the slug's was someone else's.
         self.unit = spawner.whale_names.get("engine") or self.slug
-        self._refused = None
-        try:
-            self.nodes = spawner.engine_node_count()
-        except BundleError as exc:  # said when the engine is prepared (not when released)
-            self.nodes, self._refused = 1, exc
+        self.nodes, self._refused = chosen_nodes(spawner)
         if self.nodes > 1:
-            self.preparing = f"Creating your Swarm of {self.nodes} Docker engines"
+            self.preparing = swarm_preparing(self.nodes)
         self._host = None
         self._engine = None
 
