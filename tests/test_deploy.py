@@ -290,6 +290,24 @@ def test_the_janitor_removes_a_deleted_learners_services_secrets_and_network(sit
     # Nobody else's: the others' servers run on.
     for name in stayed:
         assert site.learners[name].server()["ready"], name
+    # A new learner given the name later is someone else: on the node that kept the first
+    # one's volumes (the others paused: they take no new task), they start afresh, and
+    # their network is made again under the name the site node may still list.
+    others = sorted({"node1", "node2", "node3"} - {site.nodes[gone]})
+    for node in others:
+        site.docker("node", "update", "--availability", "pause", node)
+    try:
+        again = Learner(site.url, gone, "someone else's").sign_in()
+        again.make_token()
+        again.start()
+    finally:
+        for node in others:
+            site.docker("node", "update", "--availability", "active", node)
+    assert placement(site, f"whale-engine-{gone}") == site.nodes[gone]
+    assert again.contents("GET", "kept.ipynb").status_code == 404
+    assert again.run("docker image ls -q") == ""  # the first one pulled hello-world
+    assert "Hello from How to Whale!" in again.run("docker run --rm hello-world")
+    again.stop()
 
 
 def test_down_keeps_learners_work_and_deploy_brings_it_back(site):

@@ -28,6 +28,10 @@ from whale_core.names import (
 pytestmark = pytest.mark.hub
 
 
+NEW_NOTEBOOK = {"type": "notebook", "content": {"cells": [], "metadata": {}, "nbformat": 4,
+                                               "nbformat_minor": 5}}
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, host_docker):
     ensure_images()
@@ -67,9 +71,7 @@ def test_work_survives_stop_and_start(hub):
     a = hub.user("alice")
     if not hub.api("GET", f"/users/{a}").json().get("servers"):
         hub.start(a)
-    nb = {"type": "notebook", "content": {"cells": [], "metadata": {}, "nbformat": 4,
-                                           "nbformat_minor": 5}}
-    assert hub.server(a, "PUT", "/contents/mine.ipynb", json=nb).status_code in (200, 201)
+    assert hub.server(a, "PUT", "/contents/mine.ipynb", json=NEW_NOTEBOOK).status_code in (200, 201)
     hub.run(a, "docker volume create kept-on-engine >/dev/null")
     hub.stop(a)
     hub.start(a)
@@ -243,7 +245,8 @@ def test_someone_elses_objects_under_a_learners_names_are_left_alone(hub, host_d
         assert networks <= set(engine.attrs["NetworkSettings"]["Networks"])
         volumes = {m.get("Name") for m in server.attrs["Mounts"]}
         assert work_volume(slug) not in volumes
-        assert any(v.startswith(work_volume(slug) + "---") for v in volumes if v), volumes
+        # Its own, named for this learner of this name (work_volume_default).
+        assert [v for v in volumes if v and re.fullmatch(rf"{work_volume(slug)}-[0-9a-f]{{8}}", v)], volumes
         decoys[0].reload()
         decoys[1].reload()
         assert decoys[0].status == "created"
@@ -259,8 +262,23 @@ def test_someone_elses_objects_under_a_learners_names_are_left_alone(hub, host_d
         decoys[1].remove()
         decoys[2].remove(force=True)
     warnings = [line for line in (hub.state / "hub.log").read_text().splitlines() if "belongs to" in line]
-    for decoy in (engine_container(slug), learner_network(slug), work_volume(slug)):
+    for decoy in (engine_container(slug), learner_network(slug)):
         assert any(f" {decoy} " in line for line in warnings), (decoy, warnings)
+
+
+def test_a_new_learner_given_a_deleted_learners_name_does_not_get_their_work(hub):
+    """A teacher deletes a learner, and later a new one signs up under the same name: two
+    people. The first one's work is kept, under its own name; the new one starts afresh."""
+    g = hub.user("gail")
+    hub.start(g)
+    assert hub.server(g, "PUT", "/contents/mine.ipynb", json=NEW_NOTEBOOK).status_code == 201
+    hub.stop(g)
+    assert hub.api("DELETE", f"/users/{g}").status_code == 204
+    hub.users.remove(g)
+    assert hub.user("gail") == g
+    hub.start(g)
+    assert hub.server(g, "GET", "/contents/lessons").status_code == 200
+    assert hub.server(g, "GET", "/contents/mine.ipynb").status_code == 404
 
 
 def test_a_learner_who_picks_three_nodes_gets_a_swarm_of_three(tmp_path_factory, host_docker):

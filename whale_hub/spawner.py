@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
 import time
 from functools import partial
 
@@ -248,6 +249,18 @@ class WhaleSpawner(DockerSpawner):
         return learner_slug(self.user.name)
 
     @property
+    def incarnation(self) -> str:
+        """Which learner of this name: a mark made at their first start, kept in their
+        state, and part of their volumes' names. A learner deleted and a new one given
+        the same name later are two people: the first one's work (kept, or on a node the
+        janitor cannot reach) must not be the second one's."""
+        return self.whale_names.setdefault("incarnation", secrets.token_hex(4))
+
+    def work_volume_default(self) -> str:
+        """The name a learner's work volume gets at their first start."""
+        return f"{work_volume(self.slug)}-{self.incarnation}"
+
+    @property
     def whale_labels(self) -> dict[str, str]:
         """Labels of everything made for this learner."""
         return {OWNER_LABEL: self.user.name, SITE_LABEL: self.site_id}
@@ -452,7 +465,7 @@ class WhaleSpawner(DockerSpawner):
             self.network_name = claim(self, "network", learner_network(self.slug),
                                       partial(network_owner, host))
             self._ensure_network(host)
-            volume = claim(self, "volume", work_volume(self.slug), partial(volume_owner, host))
+            volume = claim(self, "volume", self.work_volume_default(), partial(volume_owner, host))
             if volume_owner(host, volume) is None:
                 host.api.create_volume(volume, labels=self.whale_labels)
             self.object_name = claim(self, "server", self._object_name_default(),

@@ -119,7 +119,11 @@ class WhaleSwarmSpawner(WhaleSpawner):
     def _claim_learner_objects(self) -> None:
         host = docker.from_env(timeout=60, version="auto")
         try:
-            self.network_name = claim(self, "network", learner_network(self.slug),
+            # Named for this learner of this name too: a deleted learner's overlay, gone
+            # from the Swarm, stayed in the site node's own list for over a minute, and a
+            # new one made under its name then could not be joined ("network not found").
+            self.network_name = claim(self, "network",
+                                      f"{learner_network(self.slug)}-{self.incarnation}",
                                       partial(network_owner, host))
             # A /24 each: Swarm hands out a network's addresses one after another, and an
             # address handed out again at once, while its node still holds it for the
@@ -128,7 +132,7 @@ class WhaleSwarmSpawner(WhaleSpawner):
                           labels={ROLE_LABEL: "network", **self.whale_labels},
                           driver="overlay", attachable=True, prefix=24)
             self._join_hub(host)
-            claim(self, "volume", work_volume(self.slug), partial(volume_owner, host))
+            claim(self, "volume", self.work_volume_default(), partial(volume_owner, host))
             self.object_name = claim(self, "server", self._object_name_default(),
                                      partial(service_owner, host))
         finally:

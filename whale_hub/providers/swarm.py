@@ -130,7 +130,7 @@ class SwarmSandboxProvider(EngineProvider):
         mounts = [
             {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 256 << 20, "Mode": 0o1777}},  # noqa: S108
             {"Type": "tmpfs", "Target": "/run", "TmpfsOptions": {"SizeBytes": 64 << 20, "Mode": 0o755}},
-            {"Type": "volume", "Source": f"{name}-data", "Target": "/var/lib/docker",
+            {"Type": "volume", "Source": f"{name}-data-{s.incarnation}", "Target": "/var/lib/docker",
              "VolumeOptions": {"Labels": {ROLE_LABEL: "engine-data", **s.whale_labels}}},
         ]
         # The address it advertises to the learner's Swarm: the same at every start.
@@ -279,7 +279,7 @@ class SwarmSandboxProvider(EngineProvider):
                 return
             self._retire(host, range(1, MAX_NODES + 1))
             if remove:
-                self.log.info("%s: the engine's data volumes (%s-data and its nodes') stay on "
+                self.log.info("%s: the engine's data volumes (%s-data-… and its nodes') stay on "
                               "their node until the janitor removes them",
                               self.spawner.user.name, self.service)
         finally:
