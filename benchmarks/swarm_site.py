@@ -110,7 +110,7 @@ def swarm_site(nodes: int, learners: int, swarm_learners: int) -> dict:
 
 
 def one_machine(learners: int, swarm_learners: int) -> dict:
-    with bench_hub("whale", {"WHALE_MAX_LEARNERS": "100000"}) as (hub, _):
+    with bench_hub("whale", {"WHALE_MAX_LEARNERS": "100000", "WHALE_MAX_NODES": "3"}) as (hub, _):
         before = available_mib()
         spawns = []
         for i in range(learners):
@@ -142,6 +142,7 @@ def main() -> int:
                         help="learners who then choose a Swarm of 3 nodes (start, restart)")
     args = parser.parse_args()
     swarm = swarm_site(args.nodes, args.learners, args.swarm_learners)
+    print(f"Swarm site: {swarm}", flush=True)
     base = one_machine(args.learners, args.swarm_learners)
     print(f"\npractice Swarm of {args.nodes}, {args.learners} learners, each with a running kernel")
     print("node memory, MiB:   " + "  ".join(f"node{i + 1:<6}" for i in range(args.nodes)))

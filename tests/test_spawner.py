@@ -138,6 +138,11 @@ def test_a_learner_gets_the_nodes_they_chose_if_the_site_offers_them(make_hub):
     spawner.user_options = {"engine": "sandbox", "nodes": 3}
     assert spawner.engine_node_count() == 3
     assert SandboxProvider(spawner).preparing == "Creating your Swarm of 3 Docker engines"
+    # A site of one-engine learners says so, in words.
+    single = make_hub(provider="sandbox", engine_max_nodes=1).spawner()
+    single.user_options = {"engine": "sandbox", "nodes": 3}
+    with pytest.raises(BundleError, match=r"^This site offers engines of 1 node only, not 3\.$"):
+        single.engine_node_count()
     spawner.user_options = {}
     assert spawner.engine_node_count() == 1
     # Through the REST API, user_options arrive as they were sent: checked at the start.

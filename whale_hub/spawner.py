@@ -233,9 +233,15 @@ class WhaleSpawner(DockerSpawner):
         if isinstance(wanted, str) and wanted.isdigit():
             wanted = int(wanted)
         if type(wanted) is not int or wanted not in choices:
-            raise BundleError("bad-nodes", f"This site offers engines of "
-                              f"{', '.join(map(str, choices))} nodes, not {wanted!r}.")
+            raise BundleError("bad-nodes", self.nodes_refusal(wanted))
         return wanted
+
+    def nodes_refusal(self, wanted) -> str:
+        """What a learner who asks for `wanted` nodes, which this site does not offer, is told."""
+        choices = self.node_choices()
+        offered = (f"engines of {choices[0]} node only" if choices == [1]
+                   else f"engines of {', '.join(map(str, choices))} nodes")
+        return f"This site offers {offered}, not {wanted!r}."
 
     @property
     def executor(self):
@@ -315,8 +321,7 @@ class WhaleSpawner(DockerSpawner):
         if cls.name == "sandbox" and formdata.get("nodes"):
             nodes = formdata["nodes"][0]
             if not nodes.isdigit() or int(nodes) not in self.node_choices():
-                raise web.HTTPError(400, f"This site offers engines of "
-                                    f"{', '.join(map(str, self.node_choices()))} nodes, not {nodes!r}.")
+                raise web.HTTPError(400, self.nodes_refusal(nodes))
             options["nodes"] = int(nodes)
         if not cls.accepts_upload:
             return options
