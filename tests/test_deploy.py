@@ -263,10 +263,22 @@ def test_the_hub_rescheduled_loses_no_learner_token_or_notebook(site):
         Learner(site.url, NAMES[0], "another-password").sign_in()
 
 
+def volumes_of(site, name: str) -> set[str]:
+    """The volumes a learner's server and engine services mount."""
+    found = set()
+    for service in (f"jupyter-{name}", f"whale-engine-{name}"):
+        found |= set(site.docker("service", "inspect", service, "--format",
+                                 "{{range .Spec.TaskTemplate.ContainerSpec.Mounts}}"
+                                 "{{if eq .Type \"volume\"}}{{.Source}} {{end}}{{end}}").split())
+    return found
+
+
 def test_the_janitor_removes_a_deleted_learners_services_secrets_and_network(site):
     boss = Learner(site.url, "boss", PASSWORD).sign_in()  # an admin (WHALE_ADMINS)
     boss.make_token()
     gone = NAMES[-1]
+    first_ones = volumes_of(site, gone)
+    assert len(first_ones) == 2, first_ones  # their work, their engine's data
     assert site.docker("secret", "ls", "-q", "--filter", f"label=org.howtowhale.owner={gone}")
     r = boss.api("DELETE", f"/users/{gone}")
     assert r.status_code == 204, r.text
@@ -290,20 +302,13 @@ def test_the_janitor_removes_a_deleted_learners_services_secrets_and_network(sit
     # Nobody else's: the others' servers run on.
     for name in stayed:
         assert site.learners[name].server()["ready"], name
-    # A new learner given the name later is someone else: on the node that kept the first
-    # one's volumes (the others paused: they take no new task), they start afresh, and
-    # their network is made again under the name the site node may still list.
-    others = sorted({"node1", "node2", "node3"} - {site.nodes[gone]})
-    for node in others:
-        site.docker("node", "update", "--availability", "pause", node)
-    try:
-        again = Learner(site.url, gone, "someone else's").sign_in()
-        again.make_token()
-        again.start()
-    finally:
-        for node in others:
-            site.docker("node", "update", "--availability", "active", node)
-    assert placement(site, f"whale-engine-{gone}") == site.nodes[gone]
+    # A new learner given the name later is someone else: none of the first one's volumes
+    # (still on their node: the janitor reaches the site node's only) or network names is
+    # theirs, wherever the scheduler puts them, and they start afresh.
+    again = Learner(site.url, gone, "someone else's").sign_in()
+    again.make_token()
+    again.start()
+    assert not first_ones & volumes_of(site, gone), first_ones
     assert again.contents("GET", "kept.ipynb").status_code == 404
     assert again.run("docker image ls -q") == ""  # the first one pulled hello-world
     assert "Hello from How to Whale!" in again.run("docker run --rm hello-world")
