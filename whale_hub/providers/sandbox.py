@@ -17,21 +17,11 @@ from ..specs import EngineSettings
 from .base import EngineProvider, container_owner, give_to
 
 
-def chosen_nodes(spawner) -> tuple[int, BundleError | None]:
-    """The nodes of this start's engine, and why the learner's choice is refused (said
-    when the engine is prepared, not when it is released), if it is."""
-    try:
-        return spawner.engine_node_count(), None
-    except BundleError as exc:
-        return 1, exc
-
-
-def swarm_preparing(nodes: int) -> str:
-    return f"Creating your Swarm of {nodes} Docker engines"
-
-
-class SandboxProvider(EngineProvider):
-    """A hosted engine per learner, created on the operator's engine."""
+class HostedProvider(EngineProvider):
+    """What the hosted providers share (this one, and a deployed site's,
+    providers/swarm.py): the spawn form's choice, the engine's name, and the nodes the
+    learner chose (a refused choice is said when the engine is prepared, not when it is
+    released)."""
 
     name = "sandbox"
     description = "A fresh Docker engine hosted for me"
@@ -40,13 +30,24 @@ class SandboxProvider(EngineProvider):
     def __init__(self, spawner):
         super().__init__(spawner)
         self.slug = learner_slug(spawner.user.name)
-        # The engine's container and state directory share one name: the slug, or the
-        # fresh one the spawner remembers when the slug's was someone else's.
+        # The engine's container (or service) and state directory share one name: the
+        # slug, or the fresh one the spawner remembers when the slug's was someone else's.
         self.unit = spawner.whale_names.get("engine") or self.slug
-        self.nodes, self._refused = chosen_nodes(spawner)
+        self._refused = None
+        try:
+            self.nodes = spawner.engine_node_count()
+        except BundleError as exc:
+            self.nodes, self._refused = 1, exc
         if self.nodes > 1:
-            self.preparing = swarm_preparing(self.nodes)
+            self.preparing = f"Creating your Swarm of {self.nodes} Docker engines"
         self._host = None
+
+
+class SandboxProvider(HostedProvider):
+    """A hosted engine per learner, created on the operator's engine."""
+
+    def __init__(self, spawner):
+        super().__init__(spawner)
         self._engine = None
 
     @property

@@ -14,7 +14,7 @@ import docker
 
 from whale_core.bundle import CredentialBundle
 from whale_core.layout import LEARNERS_DIR, ROLE_LABEL, learner_engine_dir, learner_state_dir, write_owner
-from whale_core.names import engine_container, engine_worker_service, learner_slug
+from whale_core.names import engine_container, engine_worker_service
 
 from ..cluster import MAX_NODES, SwarmMember, assemble_swarm, forget_workers, joining
 from ..pki import CertificateAuthority, write_client_bundle, write_engine_tls
@@ -32,11 +32,11 @@ from ..services import (
 )
 from ..specs import CLASSROOM_ENGINE_OPTIONS, ENGINE_LOG_CONFIG, SECCOMP_PROFILE
 from ..subnets import dynamic_range, swarm_node_address
-from .base import EngineProvider, give_to
-from .sandbox import SandboxProvider, chosen_nodes, swarm_preparing
+from .base import give_to
+from .sandbox import HostedProvider
 
 
-class SwarmSandboxProvider(EngineProvider):
+class SwarmSandboxProvider(HostedProvider):
     """A hosted classroom engine per learner, as a Swarm service placed by the scheduler;
     with more nodes (the Swarm lessons), a Swarm of such engines on the learner's network,
     all on the node where the scheduler put node1.
@@ -47,18 +47,8 @@ class SwarmSandboxProvider(EngineProvider):
     Such an address answers only on the machine where the node runs, which is why a
     learner's nodes and their server share one."""
 
-    # The same choice on the spawn form as the one-machine site's.
-    name, description, preparing = (SandboxProvider.name, SandboxProvider.description,
-                                    SandboxProvider.preparing)
-
     def __init__(self, spawner):
-        super().__init__(spawner)
-        self.slug = learner_slug(spawner.user.name)
-        self.unit = spawner.whale_names.get("engine") or self.slug
-        self.nodes, self._refused = chosen_nodes(spawner)
-        if self.nodes > 1:
-            self.preparing = swarm_preparing(self.nodes)
-        self._host = None
+        super().__init__(spawner)  # the same choice on the spawn form as one machine's
         self._addresses: list[str] = []  # where the hub reaches each node (its task's)
         self._subnet = None  # the learner's network's
 
