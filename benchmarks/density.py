@@ -34,9 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from hub_fixtures import Hub  # noqa: E402
-from spawn import bench_hub, build_plain, server_container  # noqa: E402
-
-from whale_core.layout import OWNER_LABEL  # noqa: E402
+from spawn import bench_hub, build_plain, learner_engines, server_container  # noqa: E402
 
 STEPS = (1, 10, 25, 50, 75, 100)
 MACHINE_GIB = 24
@@ -72,8 +70,7 @@ def _stat(path: Path) -> dict[str, int]:
 
 def learner_mib(client: docker.DockerClient, hub: Hub, name: str) -> float:
     ids = [client.containers.get(server_container(client, name)).id]
-    ids += [c.id for c in client.containers.list(
-        filters={"label": [f"{OWNER_LABEL}={name}", "org.howtowhale.role=engine"]})]
+    ids += [c.id for c in learner_engines(client, name)]
     return sum(cgroup_mib(i) for i in ids)
 
 

@@ -29,9 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from density import cgroup_mib  # noqa: E402
-from spawn import bench_hub, build_plain, server_container  # noqa: E402
-
-from whale_core.layout import OWNER_LABEL  # noqa: E402
+from spawn import bench_hub, build_plain, learner_engines, server_container  # noqa: E402
 
 
 def spawn(hub, name: str, nodes: int) -> float:
@@ -52,8 +50,7 @@ def spawn(hub, name: str, nodes: int) -> float:
 
 def learner_mib(client: docker.DockerClient, name: str) -> tuple[float, int]:
     """(MiB, engine containers) of a learner: their server and every node of their engine."""
-    engines = client.containers.list(filters={"label": [f"{OWNER_LABEL}={name}",
-                                                        "org.howtowhale.role=engine"]})
+    engines = learner_engines(client, name)
     ids = [client.containers.get(server_container(client, name)).id, *(c.id for c in engines)]
     return sum(cgroup_mib(i) for i in ids), len(engines)
 

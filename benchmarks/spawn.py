@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from hub_fixtures import Hub  # noqa: E402
 
-from whale_core.layout import OWNER_LABEL  # noqa: E402
 from whale_site import images  # noqa: E402
 
 PLAIN_IMAGE = "howtowhale/bench-plain"
@@ -106,6 +105,18 @@ def server_container(client: docker.DockerClient, user: str) -> str:
     raise LookupError(f"no server container for {user}")
 
 
+def learner_engines(client: docker.DockerClient, user: str) -> list:
+    """The engine containers (every node) on the learner's server's network: found by
+    where they are, as an engine taken from the warm pool has no owner label."""
+    server = client.containers.get(server_container(client, user))
+    found = {}
+    for network in server.attrs["NetworkSettings"]["Networks"]:
+        for c in client.containers.list(filters={"network": network,
+                                                 "label": "org.howtowhale.role=engine"}):
+            found[c.id] = c
+    return list(found.values())
+
+
 def memory_mib(client: docker.DockerClient, name: str) -> float:
     try:
         stats = client.containers.get(name).stats(stream=False)
@@ -138,9 +149,7 @@ def measure(hub: Hub, learners: int, label: str) -> dict:
             assert hub.server(name, "POST", "/kernels", json={"name": kernel}).status_code == 201
         time.sleep(10)
         for name in names:
-            # The learner's engine, whatever name it got: found by its owner label.
-            engine = client.containers.list(filters={"label": [f"{OWNER_LABEL}={name}",
-                                                               "org.howtowhale.role=engine"]})
+            engine = learner_engines(client, name)
             mems.append(memory_mib(client, server_container(client, name)) +
                         (memory_mib(client, engine[0].name) if engine else 0))
     finally:

@@ -59,6 +59,8 @@ class Hub:
                    WHALE_HUB_CONNECT_IP=self.gateway, WHALE_AUTH="dummy",
                    WHALE_ADMIN_TOKEN=self.token, WHALE_PROVIDER="choice", WHALE_SWARM="0",
                    WHALE_MAX_NODES="1",
+                   # No warm pool: these tests name learners' engines; tests/test_pool.py has one.
+                   WHALE_ENGINE_POOL="0",
                    WHALE_IDLE_TIMEOUT="3600", JUPYTERHUB_CRYPT_KEY=secrets.token_hex(32))
         env.update(extra_env or {})
         # The host firewall for learners' networks, as `whale up` installs it: learners

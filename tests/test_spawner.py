@@ -317,3 +317,21 @@ def test_every_blocking_docker_call_goes_through_one_executor(make_hub):
     assert first.executor is second.executor is docker_executor()
     assert os.cpu_count()
     assert docker_executor()._max_workers >= 2
+
+
+def test_the_longest_engine_names_get_their_certificates():
+    """A hashed slug made fresh, and a pooled engine's unit: their engines' names are
+    DNS labels, and their CA's common name is cut to the 64 characters a name may have."""
+    from whale_core.names import engine_container, fresh_name, learner_slug
+    from whale_hub.pki import CertificateAuthority
+    from whale_hub.pool import pool_unit
+
+    longest = fresh_name(learner_slug("x" * 200 + "!"))
+    assert len(longest) == 49
+    for unit in (longest, pool_unit()):
+        name = engine_container(unit)
+        assert len(name) <= 63
+        ca = CertificateAuthority.create(name=f"How to Whale CA for {name}")
+        assert ca.cert.subject.rfc4514_string() == f"CN=How to Whale CA for {name}"[:67]
+        ca.issue_server(hostnames=("localhost", name, "engine", "node1"), ips=("127.0.0.1",))
+        ca.issue_client(common_name=name)

@@ -38,7 +38,8 @@ def test_a_classroom_engine_holds_only_what_a_nested_dockerd_needs():
     assert hc["network_mode"] == "whale-net-ada"
     assert s["host_config_raw"]["SecurityOpt"] == ["seccomp={}"]
     assert s["create"]["labels"] == {ROLE_LABEL: "engine", OWNER_LABEL: "ada"}
-    assert s["create"]["environment"] == {}
+    # The gate answers on the engine's outer network, whichever it is now (the warm pool).
+    assert s["create"]["environment"] == {"WHALE_GATE_INTERFACE": "eth+"}
     assert s["endpoint"] == ("whale-net-ada", ["engine"], None)
 
 
@@ -66,7 +67,8 @@ def test_a_trusted_engine_is_not_a_sandbox_and_says_so_in_its_environment():
     assert "/sys/fs/cgroup" in str(s["host_config"]["binds"])
     assert "SecurityOpt" not in s["host_config_raw"]
     assert s["create"]["environment"] == {"WHALE_ENGINE_POLICY": "0", "WHALE_SWARM": "1",
-                                          "WHALE_REGISTRY_MIRROR": "http://m:5000"}
+                                          "WHALE_REGISTRY_MIRROR": "http://m:5000",
+                                          "WHALE_GATE_INTERFACE": "eth+"}
 
 
 def test_a_classroom_engine_is_never_made_without_its_seccomp_profile():

@@ -26,6 +26,9 @@ SITE_LABEL = "org.howtowhale.site"
 ROLE_LABEL = "org.howtowhale.role"
 #: On a built image: the hash of the sources it was built from.
 SOURCE_LABEL = "org.howtowhale.source"
+#: On an engine made for the warm pool (whale_hub.pool), made before anyone owned it:
+#: its owner is the owner file of its state directory, written when a learner takes it.
+POOL_LABEL = "org.howtowhale.pool"
 
 # -- the state directory -----------------------------------------------------------------
 # Directories under the spawner's state_dir, one per learner, each with an owner file.
@@ -88,6 +91,16 @@ def read_owner(directory: str | os.PathLike) -> str | None:
         return (Path(directory) / OWNER_FILE).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+
+
+def labelled_owner(labels: dict | None, directory: str | os.PathLike | None = None) -> str | None:
+    """Whose an object with these labels is: its owner label, or for an engine of the
+    warm pool (POOL_LABEL, no owner label: labels cannot change once it is made), the
+    owner file of its state `directory` (None until a learner took it)."""
+    labels = labels or {}
+    if labels.get(POOL_LABEL) and OWNER_LABEL not in labels:
+        return read_owner(directory) if directory is not None else None
+    return labels.get(OWNER_LABEL)
 
 
 def write_owner(directory: str | os.PathLike, username: str) -> None:

@@ -76,11 +76,11 @@ class SandboxCluster:
         """Node `node` (2 to 5) as an engine object (whether it exists or not)."""
         settings = dataclasses.replace(self.settings, swarm=False,
                                        network=self.manager.attached_network,
-                                       network_ip=self._address(node))
+                                       network_ip=self.address_of(node))
         return SandboxEngine(worker_name(self.name, node), self.state_dir.parent / f"node{node}",
                              host=self.host, settings=settings, node=node, ca=self.manager.ca())
 
-    def _address(self, node: int) -> str | None:
+    def address_of(self, node: int) -> str | None:
         """A node's fixed address on the learner's network (None where the network has
         no subnet to take it from)."""
         try:
@@ -103,7 +103,7 @@ class SandboxCluster:
         if remake and self.manager.settings.network_ip is None:
             # A fixed address on the network, so that its workers find it after a restart.
             self.manager._ensure_network()
-            ip = self._address(1)
+            ip = self.address_of(1)
             if ip is not None:
                 self.manager.settings = dataclasses.replace(self.manager.settings, network_ip=ip)
         self.manager.prepare()

@@ -20,7 +20,15 @@ from pathlib import Path
 import docker
 import requests
 
-from whale_core.layout import LEARNERS_DIR, OWNER_LABEL, RUNTIME_DIR, SITE_LABEL, read_owner, site_id_of
+from whale_core.layout import (
+    LEARNERS_DIR,
+    OWNER_LABEL,
+    RUNTIME_DIR,
+    SITE_LABEL,
+    labelled_owner,
+    read_owner,
+    site_id_of,
+)
 from whale_core.layout import ROLE_LABEL as LABEL
 
 from .engine_disk import unmount_under
@@ -70,7 +78,9 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
     removed = []
     try:
         for c in client.containers.list(all=True, filters={"label": [f"{LABEL}=engine", site_label]}):
-            owner = c.labels.get(OWNER_LABEL)
+            # An engine taken from the warm pool says whose it is in its state directory.
+            unit = c.name.removeprefix("whale-engine-")
+            owner = labelled_owner(c.labels, Path(state_dir) / LEARNERS_DIR / unit)
             if owner and owner not in users:
                 c.remove(force=True, v=True)
                 removed.append(c.name)

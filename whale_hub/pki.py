@@ -71,7 +71,9 @@ class CertificateAuthority(Issued):
                not_before: _dt.datetime | None = None) -> CertificateAuthority:
         key = new_key()
         start = not_before or (_now() - _ONE_DAY)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        # A common name has at most 64 characters (RFC 5280): "How to Whale CA for" and
+        # the longest engine name are more.
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name[:64])])
         cert = (
             x509.CertificateBuilder()
             .subject_name(subject)

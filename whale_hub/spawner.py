@@ -36,8 +36,11 @@ from whale_core.ssh import SSH_FILES
 
 from .cluster import MAX_NODES
 from .executor import blocking, docker_executor
+from .pool import EnginePool, Filler
 from .providers import EngineProvider, provider_class
 from .providers.base import claim, container_owner, network_owner, volume_owner
+from .providers.sandbox import SandboxProvider
+from .specs import EngineSettings
 from .startline import StartLine, ordinal
 from .subnets import DEFAULT_POOL, create_bridge
 
@@ -122,6 +125,15 @@ class WhaleSpawner(DockerSpawner):
                          namespace, and no privileged containers, host namespaces, added
                          capabilities, devices or system bind mounts. Turn it off only for
                          a class you trust that needs them.""")
+    engine_pool_size = Int(0, config=True,
+                           help="""Engines kept started and waiting for learners (the warm
+                           pool, whale_hub.pool): a learner's first start takes one instead
+                           of starting an engine. Set it to the size of a class before the
+                           class starts; each waiting engine holds about 50 MiB. 0: none.""")
+    engine_pool_quiet = Float(3, config=True,
+                              help="""Seconds no learner has been starting before the hub
+                              makes another engine for the pool (filling never competes
+                              with learners' starts).""")
     engine_start_timeout = Float(60, config=True,
                                  help="Seconds to wait for a sandbox engine to answer over TLS.")
     registry_mirror = Unicode("", config=True,
@@ -296,6 +308,36 @@ class WhaleSpawner(DockerSpawner):
         """The provider classes a learner may use, the default first."""
         names = self.provider_choices if self.provider == "choice" else [self.provider]
         return [provider_class(name, self.provider_classes) for name in names]
+
+    # -- engines: their settings, and the warm pool -----------------------------------
+    def engine_settings(self, network: str | None = None,
+                        labels: dict[str, str] | None = None) -> EngineSettings:
+        """A sandbox engine of this site, as the traits say (on `network`)."""
+        return EngineSettings(
+            image=self.engine_image, registry_mirror=self.registry_mirror or None,
+            swarm=self.engine_swarm, mem_limit=self.engine_mem_limit or None,
+            pids_limit=self.engine_pids_limit or None,
+            nano_cpus=int(self.engine_cpu_limit * 1e9) if self.engine_cpu_limit else None,
+            network=network, labels=dict(labels or {}), policy=self.engine_policy,
+            disk_limit=self.engine_disk_limit or None)
+
+    def engine_pool(self) -> EnginePool:
+        """This site's warm pool of engines (whale_hub.pool)."""
+        return EnginePool(self.state_dir, self.site_id, self.engine_settings())
+
+    @classmethod
+    def warm_pool(cls, config, log) -> Filler | None:
+        """What keeps the hub's pool filled (whale_hub.pool.keep_warm), if the site has
+        one: hosted engines on this machine, and engine_pool_size above 0."""
+        spawner = cls(config=config)  # read for its settings; never started
+        if spawner.engine_pool_size <= 0 or not spawner.uses_provider(SandboxProvider):
+            return None
+        return Filler(spawner.engine_pool(), spawner.engine_pool_size, START_LINE,
+                      spawner.engine_pool_quiet, log, spawner.engine_start_timeout)
+
+    def uses_provider(self, cls: type[EngineProvider]) -> bool:
+        """Whether `cls` is one of the providers this site offers."""
+        return any(offered is cls for offered in self.offered_providers())
 
     def chosen_provider(self) -> type[EngineProvider]:
         """The provider of this start (user_options["engine"]), if the site offers it."""

@@ -82,7 +82,9 @@ class EngineSettings:
 
 def engine_env(settings: EngineSettings) -> dict[str, str]:
     """The engine container's environment (read by images/engine/whale-engine)."""
-    env = {}
+    # The gate answers on whichever outer network the engine is on (on one machine it is
+    # on one at a time; a deployed site's engine, a Swarm task, keeps eth0 alone).
+    env = {"WHALE_GATE_INTERFACE": "eth+"}
     if settings.registry_mirror:
         env["WHALE_REGISTRY_MIRROR"] = settings.registry_mirror
     if settings.swarm:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 
 
@@ -34,6 +35,13 @@ class StartLine:
         self.running = 0
         self._line: list[asyncio.Future] = []
         self._moved = asyncio.Event()
+        self._idle_since: float | None = time.monotonic()
+
+    def quiet_for(self) -> float:
+        """Seconds since the last start left the line (0 while one is starting or waiting)."""
+        if self.running or self._line or self._idle_since is None:
+            return 0.0
+        return time.monotonic() - self._idle_since
 
     @property
     def waiting(self) -> int:
@@ -43,6 +51,7 @@ class StartLine:
         while self._line and self.running < max(1, self.limit):
             self._line.pop(0).set_result(None)
             self.running += 1
+        self._idle_since = None if self.running or self._line else time.monotonic()
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
 

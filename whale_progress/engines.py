@@ -18,11 +18,12 @@ from whale_core.errors import BundleError
 from whale_core.explain import explain_exception
 from whale_core.layout import (
     LEARNERS_DIR,
-    OWNER_LABEL,
     ROLE_LABEL,
     RUNTIME_DIR,
     SITE_LABEL,
+    labelled_owner,
     learner_engine_dir,
+    learner_state_dir,
     read_owner,
     site_id_of,
 )
@@ -77,7 +78,8 @@ class EngineFinder:
             why = "the engine is not running (the learner's server is stopped)"
             for unit in units:
                 container = containers.get(engine_container(unit))
-                if container is None or container.labels.get(OWNER_LABEL) != username:
+                directory = learner_state_dir(self.state_dir, unit)
+                if container is None or labelled_owner(container.labels, directory) != username:
                     continue
                 if container.status != "running":
                     continue

@@ -48,6 +48,7 @@ import sys
 from pathlib import Path
 
 from whale_core.layout import engines_dir, hub_dir
+from whale_hub.pool import keep_warm
 from whale_progress import ACCESS_SCOPE, INSTRUCTORS_GROUP, READ_SCOPE, SERVICE_NAME
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
@@ -109,6 +110,9 @@ c.WhaleSpawner.engine_swarm = os.environ.get("WHALE_SWARM", "0") == "1"
 # The Swarm lessons (12 and 13) want 3 nodes: learners choose them on the spawn form.
 c.WhaleSpawner.engine_nodes = int(os.environ.get("WHALE_ENGINE_NODES", "1"))
 c.WhaleSpawner.engine_max_nodes = int(os.environ.get("WHALE_MAX_NODES", "3"))
+# A warm pool (whale_hub.pool): engines already started, waiting for learners' first
+# starts. Before a class, set it to the class's size; each waiting engine holds ~50 MiB.
+c.WhaleSpawner.engine_pool_size = int(os.environ.get("WHALE_ENGINE_POOL", "2"))
 if os.environ.get("WHALE_ENGINE_IMAGE"):
     c.WhaleSpawner.engine_image = os.environ["WHALE_ENGINE_IMAGE"]
 if os.environ.get("WHALE_SINGLEUSER_IMAGE"):
@@ -125,6 +129,7 @@ if swarm_site:
     c.Spawner.poll_interval = int(os.environ.get("WHALE_POLL_INTERVAL", "30"))
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 180
+keep_warm()  # fills the pool once the hub is up (one-machine sites only)
 
 
 # A whole class pressing Start at once: a few start at a time and the others wait in

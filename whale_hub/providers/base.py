@@ -10,7 +10,7 @@ import docker
 from docker.errors import NotFound
 
 from whale_core.errors import BundleError
-from whale_core.layout import OWNER_LABEL, SITE_LABEL, read_owner
+from whale_core.layout import SITE_LABEL, labelled_owner, read_owner
 from whale_core.names import Owner, claim_name
 
 
@@ -88,15 +88,19 @@ def claim(spawner, kind: str, default: str, owner_of, show=str) -> str:
     return name
 
 
-def labels_owner(labels: dict | None) -> Owner:
+def labels_owner(labels: dict | None, directory: Path | None = None) -> Owner:
+    """(owner, site) of an object with these labels; an engine of the warm pool's owner
+    is in its state `directory` (whale_core.layout.labelled_owner)."""
     labels = labels or {}
-    return (labels.get(OWNER_LABEL), labels.get(SITE_LABEL))
+    return (labelled_owner(labels, directory), labels.get(SITE_LABEL))
 
 
-def container_owner(host: docker.DockerClient, name: str) -> Owner | None:
-    """Owner and site labels of the container called `name` (None: there is none)."""
+def container_owner(host: docker.DockerClient, name: str,
+                    directory: Path | None = None) -> Owner | None:
+    """Owner and site of the container called `name` (None: there is none); `directory`:
+    its state directory, where an engine taken from the warm pool keeps its owner."""
     try:
-        return labels_owner(host.api.inspect_container(name)["Config"]["Labels"])
+        return labels_owner(host.api.inspect_container(name)["Config"]["Labels"], directory)
     except NotFound:
         return None
 

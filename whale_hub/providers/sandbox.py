@@ -3,10 +3,11 @@ on the operator's engine, with its own CA and certificates, on a network of its 
 that only the learner's server joins."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import docker
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from whale_core.errors import BundleError
 from whale_core.layout import LEARNERS_DIR, learner_engine_dir, learner_state_dir, read_owner, write_owner
@@ -60,14 +61,8 @@ class SandboxProvider(HostedProvider):
 
     def settings(self) -> EngineSettings:
         """The learner's engine, as the spawner's traits say."""
-        s = self.spawner
-        return EngineSettings(
-            image=s.engine_image, registry_mirror=s.registry_mirror or None,
-            swarm=s.engine_swarm, mem_limit=s.engine_mem_limit or None,
-            pids_limit=s.engine_pids_limit or None,
-            nano_cpus=int(s.engine_cpu_limit * 1e9) if s.engine_cpu_limit else None,
-            network=s.network_name, labels=s.whale_labels, policy=s.engine_policy,
-            disk_limit=s.engine_disk_limit or None)
+        return self.spawner.engine_settings(network=self.spawner.network_name,
+                                            labels=self.spawner.whale_labels)
 
     def engine(self, host: docker.DockerClient, nodes: int | None = None) -> SandboxCluster:
         """The learner's engine: node 1 of a Swarm of `nodes` (this start's, by default)."""
@@ -79,10 +74,10 @@ class SandboxProvider(HostedProvider):
         """Whose the engine called `unit` is: its container's labels and its state
         directory's owner file must both be this learner's, where they exist."""
         me = self.me
-        found = container_owner(host, engine_container(unit))
+        directory = learner_state_dir(self.spawner.state_dir, unit)
+        found = container_owner(host, engine_container(unit), directory)
         if found is not None and found != me:
             return found
-        directory = learner_state_dir(self.spawner.state_dir, unit)
         if not directory.exists():
             return found
         owner = read_owner(directory)
@@ -99,6 +94,7 @@ class SandboxProvider(HostedProvider):
             raise self._refused
         self._host = docker.from_env(timeout=60)
         try:
+            self._take_from_pool()
             self.unit = self.claim(
                 "engine", self.slug, lambda unit: self.engine_owner(self._host, unit),
                 show=lambda unit: f"{engine_container(unit)} ({LEARNERS_DIR}/{unit})")
@@ -112,12 +108,37 @@ class SandboxProvider(HostedProvider):
             raise
         return self._engine.bundle_dir
 
+    def _take_from_pool(self) -> None:
+        """At a learner's first start of a one-node engine, an engine of the warm pool
+        (whale_hub.pool), if one is waiting, becomes theirs."""
+        if (self.nodes != 1 or self.spawner.engine_pool_size <= 0
+                or "engine" in self.spawner.whale_names
+                or learner_state_dir(self.spawner.state_dir, self.slug).exists()):
+            return
+        unit = self.spawner.engine_pool().take(self.spawner.user.name)
+        if unit is not None:
+            self.spawner.whale_names["engine"] = self.unit = unit
+            self.spawner.emit_from_thread(15, "A Docker engine was waiting for you")
+
     def _join_network(self) -> None:
-        """An engine kept from before joins the learner's network if it is a new one."""
-        container, network = self._engine.manager.container, self.spawner.network_name
-        if container is not None and network not in (
-                container.attrs["NetworkSettings"].get("Networks") or {}):
-            self._host.api.connect_container_to_network(container.id, network, aliases=["engine"])
+        """An engine kept from before (or taken from the warm pool) joins the learner's
+        network if it is a new one, at node 1's fixed address there, and leaves any
+        other: a pooled engine's waiting network is removed."""
+        manager, network = self._engine.manager, self.spawner.network_name
+        container = manager.container
+        if container is None:
+            return
+        joined = container.attrs["NetworkSettings"].get("Networks") or {}
+        if network not in joined:
+            self._host.api.connect_container_to_network(
+                container.id, network, aliases=list(manager.aliases),
+                ipv4_address=self._engine.address_of(1))
+        for other in joined:
+            if other != network:
+                self._host.api.disconnect_container_from_network(container.id, other, force=True)
+                if other == manager.own_network:  # nothing else was ever on it
+                    with contextlib.suppress(NotFound, APIError):
+                        self._host.api.remove_network(other)
 
     def launch(self) -> None:
         """Start (or create) the engine prepare() planned and wait until it answers over
@@ -133,7 +154,7 @@ class SandboxProvider(HostedProvider):
         an engine of that name that is not this learner's is left alone."""
         host = docker.from_env(timeout=60)
         try:
-            owner = container_owner(host, self.container_name)
+            owner = container_owner(host, self.container_name, self.state)
             if owner is None:
                 return
             if owner != self.me:
