@@ -2,8 +2,10 @@
 
     python benchmarks/spawn.py [--learners N]
 
-Two real hubs run in the same process, one after the other on the same machine:
+Real hubs run in the same process, one after the other on the same machine:
 - "whale": this site's config (WhaleSpawner, a fresh sandbox engine per learner);
+- "pooled": the same, with a warm pool of engines as large as the class (whale_hub.pool),
+  full before the first learner starts;
 - "plain": DockerSpawner with a single-user image holding only JupyterHub, Notebook
   and bash_kernel, and no engine at all (the baseline).
 For each learner it measures the time from "start server" (REST) to the server
@@ -71,12 +73,17 @@ def build_plain() -> None:
 
 
 @contextlib.contextmanager
-def bench_hub(label: str, extra_env: dict[str, str] | None = None, keep: bool = False):
-    """A running hub of kind `label` ("whale": this site; "plain": DockerSpawner and
-    bash_kernel on the same config), learners' engines from the sandbox provider; yields
-    (hub, the spawner's "spawned in" lines so far: a function). Closed, and its state
-    directory removed unless `keep`, on the way out."""
+def bench_hub(label: str, extra_env: dict[str, str] | None = None, keep: bool = False,
+              pool: int = 0):
+    """A running hub of kind `label` ("whale": this site; "pooled": this site with a warm
+    pool of `pool` engines, waited for until full; "plain": DockerSpawner and bash_kernel
+    on the same config), learners' engines from the sandbox provider; yields (hub, the
+    spawner's "spawned in" lines so far: a function). Closed, and its state directory
+    removed unless `keep`, on the way out."""
     state = Path(tempfile.mkdtemp(prefix=f"whale-bench-{label}-"))
+    extra_env = dict(extra_env or {})
+    if label == "pooled":
+        extra_env["WHALE_ENGINE_POOL"] = str(pool)
     cfg = None
     if label == "plain":
         cfg = state / "plain_config.py"
@@ -88,6 +95,8 @@ def bench_hub(label: str, extra_env: dict[str, str] | None = None, keep: bool = 
         log = (state / "hub.log").read_text(errors="replace")
         return [line.split("]", 1)[-1].strip() for line in log.splitlines() if "spawned in" in line]
     try:
+        if label == "pooled":
+            wait_for_pool(hub, pool)
         yield hub, phases
     finally:
         hub.close()
@@ -95,6 +104,23 @@ def bench_hub(label: str, extra_env: dict[str, str] | None = None, keep: bool = 
             print(f"  {label}'s hub log: {state / 'hub.log'}")
         else:
             shutil.rmtree(state, ignore_errors=True)
+
+
+def wait_for_pool(hub: Hub, size: int, timeout: float = 600) -> None:
+    """Until the hub's warm pool holds `size` engines (it fills one at a time)."""
+    from whale_hub.pool import EnginePool
+    from whale_hub.specs import EngineSettings
+    pool = EnginePool(hub.state / "hub" / "engines", hub.site, EngineSettings())
+    t0 = time.perf_counter()
+    while len(pool.ready()) < size:
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError(f"the pool has {len(pool.ready())} of {size} engines")
+        time.sleep(0.5)
+    print(f"  the pool's {size} engines were ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    # The machine quiet again, as before a class: the new engines' disks written back
+    # now, not by the kernel's flusher 30 s later, in the middle of the measurement.
+    os.sync()
+    time.sleep(5)
 
 
 def server_container(client: docker.DockerClient, user: str) -> str:
@@ -145,7 +171,7 @@ def measure(hub: Hub, learners: int, label: str) -> dict:
                 time.sleep(0.05)
             times.append(time.perf_counter() - t0)
         for name in names:  # one kernel each, then idle
-            kernel = "docker" if label == "whale" else "bash"
+            kernel = "bash" if label == "plain" else "docker"
             assert hub.server(name, "POST", "/kernels", json={"name": kernel}).status_code == 201
         time.sleep(10)
         for name in names:
@@ -160,15 +186,15 @@ def measure(hub: Hub, learners: int, label: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--learners", type=int, default=5)
-    ap.add_argument("--hubs", default="plain,whale",
-                    help="which hubs to measure (comma-separated; the ratio needs both)")
+    ap.add_argument("--hubs", default="plain,whale,pooled",
+                    help="which hubs to measure (comma-separated; the ratios need plain)")
     ap.add_argument("--keep-logs", action="store_true",
                     help="keep each hub's state directory (its hub.log has a line per spawn)")
     args = ap.parse_args()
     build_plain()
     results = {}
     for label in args.hubs.split(","):
-        with bench_hub(label, keep=args.keep_logs) as (hub, phases):
+        with bench_hub(label, keep=args.keep_logs, pool=args.learners) as (hub, phases):
             results[label] = measure(hub, args.learners, label)
             results[label]["phases"] = phases()
     print(f"{args.learners} learners, started one after another\n")
@@ -180,10 +206,11 @@ def main() -> None:
         if r["phases"]:
             print(f"\n{label}: where the time went, per spawn (the spawner's log)")
             print("\n".join(f"  {line}" for line in r["phases"]))
-    if "whale" in results and "plain" in results:
-        w, p = results["whale"], results["plain"]
-        ratio = statistics.median(w["times"]) / statistics.median(p["times"])
-        print(f"\nratio whale/plain: spawn median {ratio:.2f}")
+    for label in ("whale", "pooled"):
+        if label in results and "plain" in results:
+            w, p = results[label], results["plain"]
+            ratio = statistics.median(w["times"]) / statistics.median(p["times"])
+            print(f"\nratio {label}/plain: spawn median {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """A spawn storm: N learners press Start at the same moment, this site against plain JupyterHub.
 
-    python benchmarks/storm.py [--learners 30] [--hubs plain,whale] [--keep-logs]
+    python benchmarks/storm.py [--learners 30] [--hubs plain,whale,pooled] [--keep-logs]
 
-Two real hubs run one after the other on this machine, each with its proxy:
+Real hubs run one after the other on this machine, each with its proxy:
 - "whale": this site's config (WhaleSpawner, a fresh sandbox engine per learner);
+- "pooled": the same with a warm pool of engines as large as the class (whale_hub.pool),
+  full before the storm, as an operator fills it before a class;
 - "plain": the same config with DockerSpawner and a single-user image holding only
   JupyterHub, Notebook and bash_kernel, and no engine at all (the baseline).
 
@@ -156,27 +158,29 @@ def report(results: dict[str, dict]) -> None:
         for reason in sorted({lr.failure for lr in failed}):
             count = sum(lr.failure == reason for lr in failed)
             print(f"    {count} failed: {reason}")
-    if {"whale", "plain"} <= results.keys():
-        w = [lr.seconds for lr in results["whale"]["learners"] if lr.seconds is not None]
-        p = [lr.seconds for lr in results["plain"]["learners"] if lr.seconds is not None]
-        if w and p:
-            print(f"\nratio whale/plain: p50 {quantile(w, 0.5) / quantile(p, 0.5):.2f}, "
-                  f"p95 {quantile(w, 0.95) / quantile(p, 0.95):.2f}, "
-                  f"max {max(w) / max(p):.2f}")
+    for label in ("whale", "pooled"):
+        if {label, "plain"} <= results.keys():
+            w = [lr.seconds for lr in results[label]["learners"] if lr.seconds is not None]
+            p = [lr.seconds for lr in results["plain"]["learners"] if lr.seconds is not None]
+            if w and p:
+                print(f"\nratio {label}/plain: p50 {quantile(w, 0.5) / quantile(p, 0.5):.2f}, "
+                      f"p95 {quantile(w, 0.95) / quantile(p, 0.95):.2f}, "
+                      f"max {max(w) / max(p):.2f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--learners", type=int, default=30)
-    ap.add_argument("--hubs", default="plain,whale",
-                    help="which hubs to storm (comma-separated; the ratios need both)")
+    ap.add_argument("--hubs", default="plain,whale,pooled",
+                    help="which hubs to storm (comma-separated; the ratios need plain); "
+                         "pooled: this site with a warm pool as large as the class")
     ap.add_argument("--keep-logs", action="store_true",
                     help="keep each hub's state directory (its hub.log has a line per spawn)")
     args = ap.parse_args()
     build_plain()
     results = {}
     for label in args.hubs.split(","):
-        with bench_hub(label, keep=args.keep_logs) as (hub, phases):
+        with bench_hub(label, keep=args.keep_logs, pool=args.learners) as (hub, phases):
             results[label] = storm(hub, args.learners, label)
             results[label]["phases"] = phases()
         print(f"{label}: {args.learners} learners in {results[label]['wall']:.1f} s", flush=True)

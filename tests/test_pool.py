@@ -9,9 +9,9 @@ import pytest
 from hub_fixtures import Hub, ensure_images
 
 from whale_core.layout import OWNER_LABEL, POOL_LABEL, learner_state_dir, read_owner
-from whale_core.names import engine_container, learner_network, learner_slug
+from whale_core.names import engine_container, learner_slug, server_container
 from whale_hub.janitor import hub_users, sweep
-from whale_hub.pool import EnginePool, is_pool_unit
+from whale_hub.pool import EnginePool, is_pool_unit, pool_network
 from whale_hub.specs import EngineSettings
 from whale_progress.engines import HOSTED, EngineFinder
 
@@ -65,9 +65,11 @@ def test_a_first_start_takes_a_waiting_engine_which_is_then_the_learners_alone(h
     assert WAITING in said, said
     ann_unit = unit_of(hub, ann, before)
     engine = host_docker.containers.get(engine_container(ann_unit))
-    # On the learner's network only, at node 1's address; its waiting network is gone.
-    assert list(engine.attrs["NetworkSettings"]["Networks"]) == [learner_network(learner_slug(ann))]
-    assert not host_docker.networks.list(names=[f"{engine.name}-net"])
+    # The network it waited on is Ann's now: her server joined it, nothing else did.
+    network = host_docker.networks.get(pool_network(ann_unit))
+    assert list(engine.attrs["NetworkSettings"]["Networks"]) == [network.name]
+    assert {c.name for c in network.containers} == {engine.name, server_container(learner_slug(ann))}
+    assert OWNER_LABEL not in network.attrs["Labels"]
     assert hub.run(ann, "docker info -f '{{.Name}}'").strip() == "node1"
     hub.run(ann, "docker volume create ann-only >/dev/null")
 
@@ -108,6 +110,7 @@ def test_a_taken_engine_is_kept_across_a_restart_and_swept_with_its_learner(hub,
     hub.users.remove(ann)
     removed = sweep(hub_users(f"{hub.url}/hub/api", hub.token), str(state_dir(hub)))
     assert engine_container(ann_unit) in removed
+    assert pool_network(ann_unit) in removed
     assert not host_docker.containers.list(all=True, filters={"name": engine_container(ann_unit)})
     assert not learner_state_dir(state_dir(hub), ann_unit).exists()
     # Waiting engines are nobody's: the janitor leaves them alone.

@@ -23,6 +23,7 @@ import requests
 from whale_core.layout import (
     LEARNERS_DIR,
     OWNER_LABEL,
+    POOL_LABEL,
     RUNTIME_DIR,
     SITE_LABEL,
     labelled_owner,
@@ -32,6 +33,7 @@ from whale_core.layout import (
 from whale_core.layout import ROLE_LABEL as LABEL
 
 from .engine_disk import unmount_under
+from .pool import unit_of_network
 
 
 def hub_users(api_url: str, token: str) -> set[str]:
@@ -100,8 +102,13 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
                         removed.append(secret.name)
                     except docker.errors.APIError:
                         pass  # still in use by a service on its way out: the next sweep
-        for n in client.networks.list(filters={"label": [OWNER_LABEL, site_label]}):
-            owner = n.attrs.get("Labels", {}).get(OWNER_LABEL)
+        networks = [*client.networks.list(filters={"label": [OWNER_LABEL, site_label]}),
+                    *client.networks.list(filters={"label": [POOL_LABEL, site_label]})]
+        for n in networks:
+            # A pooled engine's network became its learner's: its owner file says whose.
+            unit = unit_of_network(n.name)
+            owner = labelled_owner(n.attrs.get("Labels"),
+                                   Path(state_dir) / LEARNERS_DIR / unit if unit else None)
             if owner and owner not in users:
                 n.reload()
                 for attached in _attached(client, n):

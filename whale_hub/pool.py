@@ -5,13 +5,14 @@ learner's first start (and a whole class's at once) does not wait for its engine
   certificates and disk, the classroom policy and the site's limits, made with the
   site's engine settings. It waits on a network of its own that nothing else joins, and
   has no owner: its container carries POOL_LABEL instead of an owner label (a
-  container's labels cannot change once it is made).
+  container's labels cannot change once it is made). It waits on a network of its own,
+  at node 1's fixed address there, which becomes its learner's network: taking an engine
+  makes no network and moves nothing.
 - A ready engine has an empty file named by its unit in `<state_dir>/pool/`. A learner
   takes one by removing that file (atomic: of two starts, one wins), then writing their
   name into the engine's owner file: from then on the state directory says whose the
-  engine is (whale_core.layout.labelled_owner), for the spawner, the janitor and the
-  progress service alike. The engine then joins the learner's network, and its waiting
-  network is removed (SandboxProvider.prepare).
+  engine and its network are (whale_core.layout.labelled_owner), for the spawner, the
+  janitor and the progress service alike (WhaleSpawner._take_from_pool).
 - Its unit, `pool-` and 36 hex digits, is longer than any slug and holds no fresh-name
   mark, so no learner's name is ever a pooled engine's.
 - The hub refills the pool one engine at a time, and only while no learner has been
@@ -36,6 +37,7 @@ from whale_core.names import engine_container
 from .engine import SandboxEngine
 from .executor import blocking
 from .specs import EngineSettings
+from .subnets import network_subnet, node_address
 
 POOL_DIR = "pool"
 UNIT_PREFIX = "pool-"
@@ -48,6 +50,17 @@ def pool_unit() -> str:
 
 def is_pool_unit(unit: str) -> bool:
     return unit.startswith(UNIT_PREFIX) and len(unit) == len(UNIT_PREFIX) + 36
+
+
+def pool_network(unit: str) -> str:
+    """The network a pooled engine waits on, and its learner's network once taken."""
+    return f"{engine_container(unit)}-net"
+
+
+def unit_of_network(name: str) -> str | None:
+    """The pooled engine whose network `name` is (None: not a pooled engine's)."""
+    unit = name.removeprefix(engine_container("")).removesuffix("-net")
+    return unit if is_pool_unit(unit) and pool_network(unit) == name else None
 
 
 class EnginePool:
@@ -73,12 +86,11 @@ class EnginePool:
 
     def engine(self, unit: str, host: docker.DockerClient) -> SandboxEngine:
         """The pooled engine `unit` as an engine object (whether it exists or not)."""
-        name = engine_container(unit)
         settings = dataclasses.replace(
-            self.settings, network=f"{name}-net", network_ip=None,
+            self.settings, network=pool_network(unit), network_ip=None,
             labels={SITE_LABEL: self.site, POOL_LABEL: "1"})
-        return SandboxEngine(name, learner_engine_dir(self.state_dir, unit), host=host,
-                             settings=settings)
+        return SandboxEngine(engine_container(unit), learner_engine_dir(self.state_dir, unit),
+                             host=host, settings=settings)
 
     def take(self, username: str) -> str | None:
         """A waiting engine's unit, now `username`'s (its owner file written), or None
@@ -97,6 +109,11 @@ class EnginePool:
         unit = pool_unit()
         engine = self.engine(unit, host)
         try:
+            # Node 1's fixed address on what will be the learner's network (as a new
+            # learner's engine gets: whale_hub.cluster), named in its bundle.
+            engine._ensure_network()
+            engine.settings = dataclasses.replace(
+                engine.settings, network_ip=node_address(network_subnet(host, engine.attached_network), 1))
             engine.prepare()
             engine.launch()
             engine.wait_ready(timeout)

@@ -30,13 +30,13 @@ from traitlets import Any, Bool, Dict, Float, Int, List, Unicode, default
 
 from whale_core.archives import MAX_ARCHIVE_BYTES, pack_bundle, read_archive
 from whale_core.errors import BundleError
-from whale_core.layout import OWNER_LABEL, ROLE_LABEL, SITE_LABEL, site_id_of
+from whale_core.layout import OWNER_LABEL, ROLE_LABEL, SITE_LABEL, learner_state_dir, site_id_of
 from whale_core.names import bridge_options, learner_network, learner_slug, work_volume
 from whale_core.ssh import SSH_FILES
 
 from .cluster import MAX_NODES
 from .executor import blocking, docker_executor
-from .pool import EnginePool, Filler
+from .pool import EnginePool, Filler, pool_network, unit_of_network
 from .providers import EngineProvider, provider_class
 from .providers.base import claim, container_owner, network_owner, volume_owner
 from .providers.sandbox import SandboxProvider
@@ -509,8 +509,9 @@ class WhaleSpawner(DockerSpawner):
         left alone: the learner gets a fresh name, remembered in whale_names."""
         host = docker.from_env(timeout=60)
         try:
+            self._take_from_pool()
             self.network_name = claim(self, "network", learner_network(self.slug),
-                                      partial(network_owner, host))
+                                      partial(self._network_owner, host))
             self._ensure_network(host)
             volume = claim(self, "volume", self.work_volume_default(), partial(volume_owner, host))
             if volume_owner(host, volume) is None:
@@ -519,6 +520,28 @@ class WhaleSpawner(DockerSpawner):
                                      partial(container_owner, host))
         finally:
             host.close()
+
+    def _take_from_pool(self) -> None:
+        """At a learner's first start of a one-node hosted engine, an engine of the warm
+        pool (whale_hub.pool), if one is waiting, becomes theirs, with its network."""
+        if (self.engine_pool_size <= 0 or "engine" in self.whale_names
+                or self.chosen_provider() is not SandboxProvider
+                or learner_state_dir(self.state_dir, self.slug).exists()):
+            return
+        try:
+            if self.engine_node_count() != 1:
+                return
+        except BundleError:
+            return  # said when the provider prepares the engine
+        unit = self.engine_pool().take(self.user.name)
+        if unit is not None:
+            self.whale_names.update(engine=unit, network=pool_network(unit))
+            self.emit_from_thread(15, "A Docker engine was waiting for you")
+
+    def _network_owner(self, host: docker.DockerClient, name: str):
+        unit = unit_of_network(name)
+        directory = learner_state_dir(self.state_dir, unit) if unit else None
+        return network_owner(host, name, directory)
 
     def _ensure_network(self, host: docker.DockerClient) -> None:
         try:

@@ -105,10 +105,12 @@ def container_owner(host: docker.DockerClient, name: str,
         return None
 
 
-def network_owner(host: docker.DockerClient, name: str) -> Owner | None:
-    """Owner and site labels of the network called `name` (None: there is none)."""
+def network_owner(host: docker.DockerClient, name: str,
+                  directory: Path | None = None) -> Owner | None:
+    """Owner and site of the network called `name` (None: there is none); `directory`:
+    for a pooled engine's network, the engine's state directory (its owner file)."""
     try:
-        return labels_owner(host.api.inspect_network(name).get("Labels"))
+        return labels_owner(host.api.inspect_network(name).get("Labels"), directory)
     except NotFound:
         return None
 

@@ -3,11 +3,10 @@ on the operator's engine, with its own CA and certificates, on a network of its 
 that only the learner's server joins."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import docker
-from docker.errors import APIError, NotFound
+from docker.errors import NotFound
 
 from whale_core.errors import BundleError
 from whale_core.layout import LEARNERS_DIR, learner_engine_dir, learner_state_dir, read_owner, write_owner
@@ -94,36 +93,21 @@ class SandboxProvider(HostedProvider):
             raise self._refused
         self._host = docker.from_env(timeout=60)
         try:
-            self._take_from_pool()
             self.unit = self.claim(
                 "engine", self.slug, lambda unit: self.engine_owner(self._host, unit),
                 show=lambda unit: f"{engine_container(unit)} ({LEARNERS_DIR}/{unit})")
             write_owner(self.state, self.spawner.user.name)
             self._engine = self.engine(self._host)
             self._engine.prepare()
-            self._join_network()
             give_to(self._engine.bundle_dir, self.spawner.learner_uid)
         except BaseException:
             self._host.close()
             raise
         return self._engine.bundle_dir
 
-    def _take_from_pool(self) -> None:
-        """At a learner's first start of a one-node engine, an engine of the warm pool
-        (whale_hub.pool), if one is waiting, becomes theirs."""
-        if (self.nodes != 1 or self.spawner.engine_pool_size <= 0
-                or "engine" in self.spawner.whale_names
-                or learner_state_dir(self.spawner.state_dir, self.slug).exists()):
-            return
-        unit = self.spawner.engine_pool().take(self.spawner.user.name)
-        if unit is not None:
-            self.spawner.whale_names["engine"] = self.unit = unit
-            self.spawner.emit_from_thread(15, "A Docker engine was waiting for you")
-
     def _join_network(self) -> None:
-        """An engine kept from before (or taken from the warm pool) joins the learner's
-        network if it is a new one, at node 1's fixed address there, and leaves any
-        other: a pooled engine's waiting network is removed."""
+        """An engine kept from before joins the learner's network if it is a new one, at
+        node 1's fixed address there, and leaves any other."""
         manager, network = self._engine.manager, self.spawner.network_name
         container = manager.container
         if container is None:
@@ -136,14 +120,12 @@ class SandboxProvider(HostedProvider):
         for other in joined:
             if other != network:
                 self._host.api.disconnect_container_from_network(container.id, other, force=True)
-                if other == manager.own_network:  # nothing else was ever on it
-                    with contextlib.suppress(NotFound, APIError):
-                        self._host.api.remove_network(other)
 
     def launch(self) -> None:
         """Start (or create) the engine prepare() planned and wait until it answers over
         TLS; with more nodes, until they are one Swarm."""
         try:
+            self._join_network()  # while the server starts: it needs the engine only later
             self._engine.launch(timeout=self.spawner.engine_start_timeout,
                                 say=lambda text: self.spawner.emit_from_thread(60, text))
         finally:
