@@ -12,10 +12,11 @@ Real hubs run one after the other on this machine, each with its proxy:
 Each learner is a browser-like HTTP session through the proxy: it signs in on the login
 form first (not timed). Then all of them, released by one barrier, open /hub/spawn at the
 same moment, follow the redirect to the spawn-pending page, read the progress event
-stream the page reads, and then load their server's /lab (with the single-user server's
-own OAuth redirects), as a browser does. A learner's time is from its /hub/spawn request
-to /lab answering 200. A failure is kept with its reason (an HTTP status and what the
-page said, or the progress stream's failure message). Meanwhile a probe asks the hub's
+stream the page reads, and then load their server's page, /user/NAME/ (with the
+single-user server's own OAuth redirects, to its default URL), as a browser does. A
+learner's time is from its /hub/spawn request to that page answering 200. A failure is
+kept with its reason (an HTTP status and what the page said, or the progress stream's
+failure message). Meanwhile a probe asks the hub's
 REST API for one learner's model every 0.2 s, and its latency is reported.
 """
 from __future__ import annotations
@@ -63,7 +64,8 @@ def _said(html: str) -> str:
 
 
 def press_start(hub: Hub, learner: Learner, go: threading.Barrier) -> None:
-    """/hub/spawn at the barrier, the spawn-pending page, its progress stream, then /lab."""
+    """/hub/spawn at the barrier, the spawn-pending page, its progress stream, then the
+    learner's server's own page (/user/NAME/, redirected to its default URL)."""
     s, name = learner.session, learner.name
     go.wait()
     t0 = time.perf_counter()
@@ -93,11 +95,12 @@ def press_start(hub: Hub, learner: Learner, go: threading.Barrier) -> None:
             learner.phases["ready event"] = time.perf_counter() - t0
         deadline = t0 + TIMEOUT
         while True:
-            lab = s.get(f"{hub.url}/user/{name}/lab", timeout=TIMEOUT)
-            if lab.status_code == 200 and "/user/" in lab.url:
+            page = s.get(f"{hub.url}/user/{name}/", timeout=TIMEOUT)
+            if page.status_code == 200 and "/user/" in page.url:
                 break
             if time.perf_counter() > deadline:
-                learner.failure = f"/lab still answers HTTP {lab.status_code}: {_said(lab.text)}"
+                learner.failure = (f"/user/{name}/ still answers HTTP {page.status_code}: "
+                                   f"{_said(page.text)}")
                 return
             time.sleep(0.1)
         learner.seconds = time.perf_counter() - t0
