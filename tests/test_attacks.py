@@ -18,9 +18,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 
 import pytest
 from hub_fixtures import Hub, ensure_images
+
+from whale_core.layout import OWNER_LABEL
+from whale_hub.pool import EnginePool, is_pool_unit
+from whale_hub.specs import EngineSettings
 
 pytestmark = pytest.mark.hub
 
@@ -309,19 +314,40 @@ AFTERWARDS = ("docker volume ls -q; docker network ls --format '{{.Name}}' "
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, host_docker, lesson_mirror):
-    """A real site with two learners whose servers and engines are running."""
+    """A real site with two learners whose servers and engines are running. Their engines
+    come from the site's warm pool (whale_hub.pool), as on `whale up`: made before anyone
+    owned them, then given to one learner each."""
     ensure_images()
     hub = Hub(tmp_path_factory.mktemp("attack-site"),
-              extra_env={"WHALE_REGISTRY_MIRROR": lesson_mirror.url, "WHALE_PROVIDER": "sandbox"})
+              extra_env={"WHALE_REGISTRY_MIRROR": lesson_mirror.url, "WHALE_PROVIDER": "sandbox",
+                         "WHALE_ENGINE_POOL": "2"})
     try:
         ada, bob = hub.user("ada"), hub.user("bob")
+        pool = EnginePool(hub.state / "hub" / "engines", hub.site, EngineSettings())
+        deadline = time.monotonic() + 120
+        while len(pool.ready()) < 2:
+            assert time.monotonic() < deadline, "the pool did not fill:\n" + hub.log_tail()
+            time.sleep(0.5)
         hub.start(ada)
         hub.start(bob)
+        for name in (ada, bob):
+            assert is_pool_unit(engine_of(host_docker, name).name.removeprefix("whale-engine-"))
         out = hub.run(ada, "docker pull -q busybox >/dev/null && echo pulled", timeout=120)
         assert "pulled" in out, out
         yield hub, ada, bob
     finally:
         hub.close()
+
+
+def engine_of(client, learner: str):
+    """The learner's engine: the engine container on their server's network (a pooled
+    engine has no owner label; its owner file says whose it is)."""
+    (server,) = client.containers.list(filters={"label": f"{OWNER_LABEL}={learner}",
+                                                "name": "jupyter-"})
+    (network,) = server.attrs["NetworkSettings"]["Networks"]
+    (engine,) = client.containers.list(filters={"network": network,
+                                                "label": "org.howtowhale.role=engine"})
+    return engine
 
 
 def readable(output: str) -> str:
@@ -415,11 +441,9 @@ def test_a_learner_cannot_reach_another_learners_engine(site):
     hub, ada, bob = site
     import docker as docker_sdk
 
-    from whale_core.layout import OWNER_LABEL
     client = docker_sdk.from_env()
     try:
-        engine = client.containers.list(filters={"label": [f"{OWNER_LABEL}={bob}",
-                                                           "org.howtowhale.role=engine"]})[0]
+        engine = engine_of(client, bob)
         address = next(iter(engine.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
     finally:
         client.close()
@@ -454,10 +478,8 @@ def test_a_flood_of_connections_does_not_take_the_engine_down(site, host_docker)
     during a flood of 12,000, and the engine answers when it is over."""
     import threading
 
-    from whale_core.layout import OWNER_LABEL
     hub, ada, _ = site
-    engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
-                                                            "org.howtowhale.role=engine"]})[0]
+    engine = engine_of(host_docker, ada)
     done: dict[str, str] = {}
     flood = threading.Thread(target=lambda: done.setdefault("out", hub.run(ada, FLOOD, timeout=120)))
     flood.start()
@@ -506,10 +528,8 @@ def test_slow_requests_from_a_notebook_do_not_lock_out_the_hub(site, host_docker
     import time
 
     from whale_core.bundle import CredentialBundle
-    from whale_core.layout import OWNER_LABEL
     hub, ada, _ = site
-    engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
-                                                            "org.howtowhale.role=engine"]})[0]
+    engine = engine_of(host_docker, ada)
     port = engine.attrs["HostConfig"]["PortBindings"]["2376/tcp"][0]["HostPort"]
     owner_file = next(f for f in (hub.state / "hub" / "engines" / "learners").glob("*/owner")
                       if f.read_text().strip() == ada)
@@ -568,13 +588,11 @@ def test_a_volume_being_filled_cannot_be_redirected_to_the_engines_files(site, h
     (following links, as the engine's root), a container holding the same volume planted
     a link to an engine path, and the copy wrote there. Named volumes are now mounted
     without that copy: nothing is written through the link, and the volume stays empty."""
-    from whale_core.layout import OWNER_LABEL
     hub, ada, _ = site
     out = hub.run(ada, VOLUME_COPY_RACE, timeout=180)
     assert "created" in out, out
     assert out.strip().splitlines()[-1] == "0", out  # no copy from the image at all
-    engine = host_docker.containers.list(filters={"label": [f"{OWNER_LABEL}={ada}",
-                                                            "org.howtowhale.role=engine"]})[0]
+    engine = engine_of(host_docker, ada)
     probe = engine.exec_run(["ls", "/etc/whale-redteam-pwned"])
     assert probe.exit_code != 0, probe.output
     assert b"No such file" in probe.output, probe.output
