@@ -144,6 +144,15 @@ def test_waiting_engines_that_no_longer_fit_are_discarded_and_stopped_ones_start
         assert pool.take("cat") == fresh
         assert read_owner(learner_state_dir(tmp_path, fresh)) == "cat"
         assert pool.take("dan") is None
+
+        # An engine a hub was making when it stopped: no mark, no owner. Discarded once
+        # it is old enough (not while a hub may still be finishing it); cat's is kept.
+        unfinished = pool.add(host_docker)
+        (pool.ready_dir / unfinished).unlink()
+        assert pool.tidy(host_docker) == []
+        assert pool.tidy(host_docker, orphan_age=0) == [unfinished]
+        assert not host_docker.containers.list(all=True, filters={"name": engine_container(unfinished)})
+        assert host_docker.containers.get(engine_container(fresh)).status == "running"
     finally:
         for path in (tmp_path / "learners").glob("pool-*"):
             pool.discard(path.name, host_docker)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import secrets
 import shutil
 import time
@@ -31,7 +32,14 @@ from pathlib import Path
 
 import docker
 
-from whale_core.layout import POOL_LABEL, SITE_LABEL, learner_engine_dir, learner_state_dir, write_owner
+from whale_core.layout import (
+    POOL_LABEL,
+    SITE_LABEL,
+    learner_engine_dir,
+    learner_state_dir,
+    read_owner,
+    write_owner,
+)
 from whale_core.names import engine_container
 
 from .engine import SandboxEngine
@@ -131,11 +139,27 @@ class EnginePool:
         self.engine(unit, host).remove()
         shutil.rmtree(learner_state_dir(self.state_dir, unit), ignore_errors=True)
 
-    def tidy(self, host: docker.DockerClient, timeout: float = 60.0) -> list[str]:
+    def tidy(self, host: docker.DockerClient, timeout: float = 60.0,
+             orphan_age: float = 300.0) -> list[str]:
         """At the hub's start: discard waiting engines that no longer fit the site's
-        settings (a new engine image, say) or lost their container, and start the ones
-        stopped (`whale down`, a reboot). Returns the units discarded."""
+        settings (a new engine image, say) or lost their container, and engines that were
+        never finished (a hub stopped while it made one: no mark, no owner, made more
+        than `orphan_age` seconds ago); start the ones stopped (`whale down`, a reboot).
+        Returns the units discarded."""
         discarded = []
+        ready = set(self.ready())
+        made = host.containers.list(all=True, filters={"label": [
+            f"{POOL_LABEL}=1", f"{SITE_LABEL}={self.site}"]})
+        for container in made:
+            unit = container.name.removeprefix(engine_container(""))
+            if (not is_pool_unit(unit) or unit in ready
+                    or read_owner(learner_state_dir(self.state_dir, unit)) is not None):
+                continue
+            created = datetime.datetime.fromisoformat(container.attrs["Created"][:26].rstrip("Z"))
+            age = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - created
+            if age.total_seconds() >= orphan_age:
+                self.discard(unit, host)
+                discarded.append(unit)
         for unit in self.ready():
             engine = self.engine(unit, host)
             if engine.rebuild_reason() is not None:
