@@ -10,7 +10,12 @@ import urllib.request
 
 import pytest
 
+from whale_core.layout import SITE_LABEL, engines_dir, site_id_of
+from whale_core.names import engine_container
 from whale_hub.engine import free_port
+from whale_hub.engine_disk import unmount_under
+from whale_hub.pool import EnginePool
+from whale_hub.specs import EngineSettings
 
 pytestmark = pytest.mark.hub
 
@@ -55,11 +60,13 @@ def still_running(processes: dict[int, str]) -> dict[int, str]:
 
 def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
     port = free_port()
+    engines = engines_dir(tmp_path / "state")
     env = dict(os.environ, WHALE_STATE=str(tmp_path / "state"),
                WHALE_HUB_PORT=str(free_port("0.0.0.0")), WHALE_PROXY_API_PORT=str(free_port()),
                WHALE_REGISTRY_PORT=str(free_port()))
     with open(tmp_path / "up.log", "w") as log:
-        up = subprocess.Popen([sys.executable, "-m", "whale_site.cli", "up", "--port", str(port)],
+        up = subprocess.Popen([sys.executable, "-m", "whale_site.cli", "up", "--port", str(port),
+                               "--engine-pool", "1"],
                               env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 300
@@ -81,6 +88,11 @@ def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
             started = descendants(up.pid)
             assert any("jupyterhub_idle_culler" in cmd for cmd in started.values()), started
             assert any("configurable-http-proxy" in cmd for cmd in started.values()), started
+            # The warm pool (--engine-pool 1): an engine waits for the first learner.
+            pool = EnginePool(engines, site_id_of(engines), EngineSettings())
+            while not pool.ready() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            (waiting,) = pool.ready()
             down = subprocess.run([sys.executable, "-m", "whale_site.cli", "down"], env=env,
                                   capture_output=True, text=True, timeout=120)
             assert down.returncode == 0, down.stdout + down.stderr
@@ -96,6 +108,14 @@ def test_whale_up_serves_the_site_and_down_stops_it(tmp_path, host_docker):
             while (left := still_running(started)) and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert not left, left
+            # ... and the waiting engine is stopped with the rest (the next `up` starts it).
+            assert host_docker.containers.get(engine_container(waiting)).status == "exited"
         finally:
             if up.poll() is None:
                 up.kill()
+            mine = {"label": f"{SITE_LABEL}={site_id_of(engines)}"}
+            for c in host_docker.containers.list(all=True, filters=mine):
+                c.remove(force=True, v=True)
+            for n in host_docker.networks.list(filters=mine):
+                n.remove()
+            unmount_under(tmp_path / "state")

@@ -522,9 +522,10 @@ class WhaleSpawner(DockerSpawner):
             host.close()
 
     def _take_from_pool(self) -> None:
-        """At a learner's first start of a one-node hosted engine, an engine of the warm
-        pool (whale_hub.pool), if one is waiting, becomes theirs, with its network."""
-        if (self.engine_pool_size <= 0 or "engine" in self.whale_names
+        """At a learner's first start, of a one-node hosted engine, an engine of the warm
+        pool (whale_hub.pool), if one is waiting, becomes theirs, with its network (a
+        learner with a network or an engine already keeps them)."""
+        if (self.engine_pool_size <= 0 or {"engine", "network"} & self.whale_names.keys()
                 or self.chosen_provider() is not SandboxProvider
                 or learner_state_dir(self.state_dir, self.slug).exists()):
             return

@@ -33,7 +33,7 @@ def _local_engine(registry_mirror: str | None = None) -> SandboxEngine:
 def cmd_up(args) -> int:
     return site.up(port=args.port, bind_ip=args.ip, provider=args.provider,
                    use_firewall=not args.no_firewall, engine_nodes=args.engine_nodes,
-                   max_nodes=args.max_nodes)
+                   max_nodes=args.max_nodes, engine_pool=args.engine_pool)
 
 
 def cmd_notebook(args) -> int:
@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--max-nodes", type=int, default=3, choices=range(1, 6), metavar="N",
                     help="the most nodes a learner may choose on the spawn form (3: what "
                          "the Swarm lessons need; each node is another engine's memory)")
+    up.add_argument("--engine-pool", type=int, metavar="N",
+                    help="engines kept started and waiting for learners' first starts (the "
+                         "warm pool; default 2, or WHALE_ENGINE_POOL): before a class, its size")
     up.add_argument("--provider", default="choice", choices=["sandbox", "byoc", "choice"],
                     help="learners' engines: hosted here, their own, or their choice")
     up.add_argument("--no-firewall", action="store_true",

@@ -112,7 +112,8 @@ c.WhaleSpawner.engine_nodes = int(os.environ.get("WHALE_ENGINE_NODES", "1"))
 c.WhaleSpawner.engine_max_nodes = int(os.environ.get("WHALE_MAX_NODES", "3"))
 # A warm pool (whale_hub.pool): engines already started, waiting for learners' first
 # starts. Before a class, set it to the class's size; each waiting engine holds ~50 MiB.
-c.WhaleSpawner.engine_pool_size = int(os.environ.get("WHALE_ENGINE_POOL", "2"))
+# (One machine only: a deployed site's engines are Swarm services, placed at the start.)
+c.WhaleSpawner.engine_pool_size = int(os.environ.get("WHALE_ENGINE_POOL", "0" if swarm_site else "2"))
 if os.environ.get("WHALE_ENGINE_IMAGE"):
     c.WhaleSpawner.engine_image = os.environ["WHALE_ENGINE_IMAGE"]
 if os.environ.get("WHALE_SINGLEUSER_IMAGE"):

@@ -51,10 +51,12 @@ def crypt_key(state: Path) -> str:
 
 
 def hub_env(port: int = 8000, bind_ip: str = "127.0.0.1", mirror_url: str = "",
-            provider: str = "choice", engine_nodes: int = 1, max_nodes: int = 3) -> dict[str, str]:
+            provider: str = "choice", engine_nodes: int = 1, max_nodes: int = 3,
+            engine_pool: int | None = None) -> dict[str, str]:
     state = state_root()
     gateway = bridge_gateway()
-    return dict(os.environ, WHALE_STATE=str(state), WHALE_PORT=str(port),
+    pool = {} if engine_pool is None else {"WHALE_ENGINE_POOL": str(engine_pool)}
+    return dict(os.environ, **pool, WHALE_STATE=str(state), WHALE_PORT=str(port),
                 WHALE_BIND_IP=bind_ip, WHALE_HUB_CONNECT_IP=gateway,
                 WHALE_REGISTRY_MIRROR=mirror_url, WHALE_PROVIDER=provider,
                 WHALE_ENGINE_NODES=str(engine_nodes), WHALE_MAX_NODES=str(max(max_nodes, engine_nodes)),
@@ -91,7 +93,7 @@ def install_firewall(mirror_url: str = "") -> None:
 
 def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
        mirror_url: str | None = None, use_firewall: bool = True, engine_nodes: int = 1,
-       max_nodes: int = 3) -> int:
+       max_nodes: int = 3, engine_pool: int | None = None) -> int:
     """Start the site and serve it until interrupted."""
     if shutil.which("configurable-http-proxy") is None:
         print("whale: installing configurable-http-proxy from npm ...", flush=True)
@@ -113,7 +115,7 @@ def up(port: int = 8000, bind_ip: str = "127.0.0.1", provider: str = "choice",
     else:
         print("whale: WARNING: no firewall: learners' containers reach every service of "
               "this machine and link-local addresses (169.254.169.254)", flush=True)
-    env = hub_env(port, bind_ip, mirror_url or "", provider, engine_nodes, max_nodes)
+    env = hub_env(port, bind_ip, mirror_url or "", provider, engine_nodes, max_nodes, engine_pool)
     host = "localhost" if bind_ip in ("127.0.0.1", "0.0.0.0") else bind_ip  # noqa: S104 - compared, not bound
     print(f"whale: the site is at http://{host}:{port}  (sign up, then sign in)", flush=True)
     return subprocess.call([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
