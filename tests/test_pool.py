@@ -3,6 +3,7 @@ given to one learner at their first start, and theirs alone from then on."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 
 import pytest
@@ -89,6 +90,14 @@ def test_a_first_start_takes_a_waiting_engine_which_is_then_the_learners_alone(h
     # The pool fills again once no learner has been starting for a while.
     refilled = waiting(hub, 2)
     assert not set(refilled) & {ann_unit, bob_unit}
+    # A waiting engine is nobody's to reach: not by its name, not at its address.
+    spare = host_docker.containers.get(engine_container(refilled[0]))
+    (address,) = [n["IPAddress"] for n in spare.attrs["NetworkSettings"]["Networks"].values()]
+    out = hub.run(bob, f"curl -sS -m 3 -k https://{spare.name}:2376/_ping; echo; "
+                       f"curl -sS -m 3 -k https://{address}:2376/_ping; echo", timeout=60)
+    assert "Could not resolve host" in out, out
+    assert re.search(r"timed out|Connection refused|No route", out), out
+    assert "OK" not in out
 
 
 def test_a_taken_engine_is_kept_across_a_restart_and_swept_with_its_learner(hub, host_docker):
