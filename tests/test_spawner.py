@@ -335,3 +335,14 @@ def test_the_longest_engine_names_get_their_certificates():
         assert ca.cert.subject.rfc4514_string() == f"CN=How to Whale CA for {name}"[:67]
         ca.issue_server(hostnames=("localhost", name, "engine", "node1"), ips=("127.0.0.1",))
         ca.issue_client(common_name=name)
+
+
+@pytest.mark.parametrize("given", ["-1", "two", "1.5"])
+def test_whale_up_refuses_a_pool_that_is_not_a_number_of_engines(given, capsys):
+    from whale_site.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--engine-pool", given])
+    assert exited.value.code == 2
+    assert f"argument --engine-pool: {given!r} is not a number of engines (0 or more)" in \
+        capsys.readouterr().err

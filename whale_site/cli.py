@@ -85,6 +85,13 @@ def cmd_cluster(args) -> int:
     return 0
 
 
+def _engines(text: str) -> int:
+    """A number of engines: 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of engines (0 or more)")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="whale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--max-nodes", type=int, default=3, choices=range(1, 6), metavar="N",
                     help="the most nodes a learner may choose on the spawn form (3: what "
                          "the Swarm lessons need; each node is another engine's memory)")
-    up.add_argument("--engine-pool", type=int, metavar="N",
+    up.add_argument("--engine-pool", type=_engines, metavar="N",
                     help="engines kept started and waiting for learners' first starts (the "
                          "warm pool; default 2, or WHALE_ENGINE_POOL): before a class, its size")
     up.add_argument("--provider", default="choice", choices=["sandbox", "byoc", "choice"],
