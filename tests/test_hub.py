@@ -329,3 +329,23 @@ def test_a_learner_who_picks_three_nodes_gets_a_swarm_of_three(tmp_path_factory,
         assert not host_docker.containers.list(all=True, filters={"name": node3})
     finally:
         hub.close()
+
+
+def test_a_learners_network_removed_while_they_are_away_is_made_again(hub, host_docker):
+    """An operator's `docker network prune` while a learner's server is stopped removes
+    their network (a stopped container holds no endpoint on it). Their next start makes it
+    again, and their engine, kept from before, joins the new one with what it held."""
+    a = hub.user("alice")
+    if not hub.api("GET", f"/users/{a}").json().get("servers"):
+        hub.start(a)
+    hub.run(a, "docker volume create kept-past-a-prune >/dev/null")
+    engine = host_docker.containers.get(engine_container(learner_slug(a)))
+    hub.stop(a)
+    network = host_docker.networks.get(learner_network(learner_slug(a)))
+    network.remove()
+    hub.start(a)
+    now = host_docker.networks.get(learner_network(learner_slug(a)))
+    assert now.id != network.id
+    engine.reload()
+    assert [n["NetworkID"] for n in engine.attrs["NetworkSettings"]["Networks"].values()] == [now.id]
+    assert "kept-past-a-prune" in hub.run(a, "docker volume ls -q")

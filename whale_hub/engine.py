@@ -220,6 +220,23 @@ class SandboxEngine:
         api.start(created["Id"])
         self.container = self.host.containers.get(created["Id"])
 
+    def join(self, network: str, address: str | None = None) -> None:
+        """Put an engine kept from before (stopped) on `network`, its learner's network
+        now, at `address`, and on no other. A network of that name made anew (the old one
+        removed while the engine was stopped: `docker network prune`) is another network:
+        the engine's stale endpoint is dropped and it joins the new one."""
+        if self.container is None:
+            return
+        api = self.host.api
+        current = api.inspect_network(network)["Id"]
+        joined = self.container.attrs["NetworkSettings"].get("Networks") or {}
+        for name, endpoint in joined.items():
+            if name != network or endpoint.get("NetworkID") != current:
+                api.disconnect_container_from_network(self.container.id, name, force=True)
+        if (joined.get(network) or {}).get("NetworkID") != current:
+            api.connect_container_to_network(self.container.id, network, aliases=list(self.aliases),
+                                             ipv4_address=address)
+
     def container_spec(self) -> dict:
         """How this engine's container is created (whale_hub.specs.engine_container_spec)."""
         return engine_container_spec(

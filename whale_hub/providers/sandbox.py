@@ -106,20 +106,12 @@ class SandboxProvider(HostedProvider):
         return self._engine.bundle_dir
 
     def _join_network(self) -> None:
-        """An engine kept from before joins the learner's network if it is a new one, at
-        node 1's fixed address there, and leaves any other."""
-        manager, network = self._engine.manager, self.spawner.network_name
-        container = manager.container
-        if container is None:
-            return
-        joined = container.attrs["NetworkSettings"].get("Networks") or {}
-        if network not in joined:
-            self._host.api.connect_container_to_network(
-                container.id, network, aliases=list(manager.aliases),
-                ipv4_address=self._engine.address_of(1))
-        for other in joined:
-            if other != network:
-                self._host.api.disconnect_container_from_network(container.id, other, force=True)
+        """Engines kept from before (node 1 and any other nodes) join the learner's network
+        if it is a new one (or one made anew), each at its fixed address there, and leave
+        any other."""
+        network = self.spawner.network_name
+        for node, engine in enumerate([self._engine.manager, *self._engine.workers], start=1):
+            engine.join(network, self._engine.address_of(node))
 
     def launch(self) -> None:
         """Start (or create) the engine prepare() planned and wait until it answers over
