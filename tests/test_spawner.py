@@ -346,3 +346,19 @@ def test_whale_up_refuses_a_pool_that_is_not_a_number_of_engines(given, capsys):
     assert exited.value.code == 2
     assert f"argument --engine-pool: {given!r} is not a number of engines (0 or more)" in \
         capsys.readouterr().err
+
+
+def test_no_learners_name_is_a_pooled_engines():
+    """A learner who signs up as a pooled engine's unit (or something like it) gets a slug,
+    and a fresh name, that is never a pooled engine's: those are the pool's alone."""
+    from whale_core.names import fresh_name, learner_slug
+    from whale_hub.pool import is_pool_unit, pool_network, pool_unit, unit_of_network
+
+    unit = pool_unit()
+    assert is_pool_unit(unit)
+    for name in (unit, unit[:40], unit.upper(), f"{unit}-net", "pool-" + "0" * 35):
+        slug = learner_slug(name)
+        assert not is_pool_unit(slug), name
+        assert not is_pool_unit(fresh_name(slug)), name
+    assert unit_of_network(pool_network(unit)) == unit
+    assert unit_of_network(f"whale-net-{unit}") is None

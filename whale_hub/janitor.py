@@ -27,10 +27,12 @@ from whale_core.layout import (
     RUNTIME_DIR,
     SITE_LABEL,
     labelled_owner,
+    learner_state_dir,
     read_owner,
     site_id_of,
 )
 from whale_core.layout import ROLE_LABEL as LABEL
+from whale_core.names import engine_container
 
 from .engine_disk import unmount_under
 from .pool import unit_of_network
@@ -81,8 +83,8 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
     try:
         for c in client.containers.list(all=True, filters={"label": [f"{LABEL}=engine", site_label]}):
             # An engine taken from the warm pool says whose it is in its state directory.
-            unit = c.name.removeprefix("whale-engine-")
-            owner = labelled_owner(c.labels, Path(state_dir) / LEARNERS_DIR / unit)
+            unit = c.name.removeprefix(engine_container(""))
+            owner = labelled_owner(c.labels, learner_state_dir(state_dir, unit))
             if owner and owner not in users:
                 c.remove(force=True, v=True)
                 removed.append(c.name)
@@ -108,7 +110,7 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
             # A pooled engine's network became its learner's: its owner file says whose.
             unit = unit_of_network(n.name)
             owner = labelled_owner(n.attrs.get("Labels"),
-                                   Path(state_dir) / LEARNERS_DIR / unit if unit else None)
+                                   learner_state_dir(state_dir, unit) if unit else None)
             if owner and owner not in users:
                 n.reload()
                 for attached in _attached(client, n):
