@@ -73,3 +73,27 @@ def test_a_deployed_sites_swarm_nodes_advertise_addresses_the_site_never_gives_o
     assert not [a for a in fixed if ipaddress.ip_address(a) in dynamic_range(subnet)]
     with pytest.raises(ValueError, match="node 6: an engine has nodes 1 to 5"):
         swarm_node_address(subnet, 6)
+
+
+def test_a_warm_engines_network_is_cut_from_the_sites_learner_range(host_docker, tmp_path):
+    """An operator who moved learners to another range (c.WhaleSpawner.learner_subnets,
+    because 10.200.0.0/16 is theirs) gets the warm pool's networks, which become learners'
+    networks, in that range too."""
+    from traitlets.config import Config
+
+    from whale_hub.pool import EnginePool, pool_unit
+    from whale_hub.spawner import WhaleSpawner
+    config = Config()
+    config.WhaleSpawner.learner_subnets = "10.252.0.0/16"
+    config.WhaleSpawner.state_dir = str(tmp_path)
+    config.WhaleSpawner.site_id = f"test-subnets-{os.getpid()}"
+    pool = WhaleSpawner(config=config).engine_pool()
+    assert isinstance(pool, EnginePool)
+    engine = pool.engine(pool_unit(), host_docker)
+    engine._ensure_network()
+    try:
+        network = host_docker.networks.get(engine.attached_network)
+        subnet = ipaddress.ip_network(network.attrs["IPAM"]["Config"][0]["Subnet"])
+        assert subnet.subnet_of(ipaddress.ip_network("10.252.0.0/16")), subnet
+    finally:
+        host_docker.networks.get(engine.attached_network).remove()

@@ -283,7 +283,8 @@ class SandboxEngine:
         # and cut from the learners' range: a subnet of its own, on which the nodes of
         # the engine's Swarm have fixed addresses.
         name = self.attached_network
-        create_bridge(self.host, name, pool=DEFAULT_POOL, options=bridge_options(name),
+        create_bridge(self.host, name, pool=self.settings.subnets or DEFAULT_POOL,
+                      options=bridge_options(name),
                       labels={ROLE_LABEL: "network", **self.settings.labels})
 
     def stop(self, timeout: int = 5) -> None:

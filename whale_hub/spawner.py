@@ -319,7 +319,7 @@ class WhaleSpawner(DockerSpawner):
             pids_limit=self.engine_pids_limit or None,
             nano_cpus=int(self.engine_cpu_limit * 1e9) if self.engine_cpu_limit else None,
             network=network, labels=dict(labels or {}), policy=self.engine_policy,
-            disk_limit=self.engine_disk_limit or None)
+            disk_limit=self.engine_disk_limit or None, subnets=self.learner_subnets)
 
     def engine_pool(self) -> EnginePool:
         """This site's warm pool of engines (whale_hub.pool)."""

@@ -73,6 +73,9 @@ class EngineSettings:
     network: str | None = None
     #: A fixed address on that network, named in the bundle.
     network_ip: str | None = None
+    #: The range a network the engine makes for itself is cut from (the site's
+    #: learner_subnets); None: whale_hub.subnets.DEFAULT_POOL.
+    subnets: str | None = None
     #: The classroom policy (images/engine/whale_gate): user namespaces, and no
     #: privileged containers, host namespaces or system bind mounts.
     policy: bool = True
