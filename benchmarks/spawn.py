@@ -60,6 +60,12 @@ c.DockerSpawner.network_name = "bridge"
 c.DockerSpawner.use_internal_ip = True
 """
 
+SERVER_ENV_CONFIG = """
+c = get_config()
+exec(open({site!r}).read())
+c.WhaleSpawner.extra_env = {env!r}
+"""
+
 
 def build_plain() -> None:
     images.ensure_site_images()  # also fills the wheelhouse
@@ -74,12 +80,13 @@ def build_plain() -> None:
 
 @contextlib.contextmanager
 def bench_hub(label: str, extra_env: dict[str, str] | None = None, keep: bool = False,
-              pool: int = 0):
+              pool: int = 0, server_env: dict[str, str] | None = None):
     """A running hub of kind `label` ("whale": this site; "pooled": this site with a warm
     pool of `pool` engines, waited for until full; "plain": DockerSpawner and bash_kernel
     on the same config), learners' engines from the sandbox provider; yields (hub, the
-    spawner's "spawned in" lines so far: a function). Closed, and its state directory
-    removed unless `keep`, on the way out."""
+    spawner's "spawned in" lines so far: a function). `server_env`: more environment for
+    this site's learners' servers (c.WhaleSpawner.extra_env). Closed, and its state
+    directory removed unless `keep`, on the way out."""
     state = Path(tempfile.mkdtemp(prefix=f"whale-bench-{label}-"))
     extra_env = dict(extra_env or {})
     if label == "pooled":
@@ -89,6 +96,10 @@ def bench_hub(label: str, extra_env: dict[str, str] | None = None, keep: bool = 
         cfg = state / "plain_config.py"
         cfg.write_text(PLAIN_CONFIG.format(site=str(ROOT / "whale_site" / "jupyterhub_config.py"),
                                            image=PLAIN_IMAGE))
+    elif server_env:
+        cfg = state / "server_env_config.py"
+        cfg.write_text(SERVER_ENV_CONFIG.format(
+            site=str(ROOT / "whale_site" / "jupyterhub_config.py"), env=dict(server_env)))
     hub = Hub(state, extra_env={"WHALE_PROVIDER": "sandbox", **(extra_env or {})}, config=cfg)
 
     def phases() -> list[str]:

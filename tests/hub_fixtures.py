@@ -169,9 +169,10 @@ class Hub:
     def server(self, name: str, method: str, path: str, **kw) -> requests.Response:
         return self.session.request(method, f"{self.url}/user/{name}/api{path}", timeout=30, **kw)
 
-    def run(self, name: str, code: str, timeout: float = 60) -> str:
-        """Run a cell in a fresh docker kernel of the learner's server; return its output."""
-        r = self.server(name, "POST", "/kernels", json={"name": "docker"})
+    def run(self, name: str, code: str, timeout: float = 60, kernel_name: str = "docker") -> str:
+        """Run a cell in a fresh kernel (docker, unless `kernel_name`) of the learner's
+        server; return its output."""
+        r = self.server(name, "POST", "/kernels", json={"name": kernel_name})
         assert r.status_code == 201, r.text
         kernel = r.json()["id"]
         try:

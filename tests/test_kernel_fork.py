@@ -48,9 +48,11 @@ def learner(tmp_path_factory, host_docker):
         hub.close()
 
 
-def test_the_docker_kernel_is_forked_from_the_server_and_shares_its_memory(learner):
+@pytest.mark.parametrize("kernel_name", ["docker", "bash"])
+def test_the_docker_kernel_is_forked_from_the_server_and_shares_its_memory(learner, kernel_name):
+    """The docker kernel, and the same kernel under bash_kernel's name."""
     hub, name = learner
-    seen = fields(hub.run(name, INSPECT))
+    seen = fields(hub.run(name, INSPECT, kernel_name=kernel_name))
     # Forked, not executed: the kernel runs the server's program, as the server's child.
     assert seen["kernel-cmd"] == seen["server-cmd"], seen
     assert "jupyterhub-singleuser" in seen["server-cmd"], seen
