@@ -33,7 +33,7 @@ environment `whale up` prepares (see whale_site/site.py):
     WHALE_SPAWN_LIMIT      learners who may be starting or waiting in line at once (100);
                            beyond it the hub asks them to wait a moment
     WHALE_MAX_LEARNERS     servers running at once (default: what memory holds, at
-                           WHALE_LEARNER_MIB (170) per learner, 2 GiB kept for the host)
+                           WHALE_LEARNER_MIB (160) per learner, 2 GiB kept for the host)
     JUPYTERHUB_CRYPT_KEY   key of the encrypted auth_state (uploaded bundles)
     WHALE_DB_URL           the hub's database (default: SQLite in the state directory);
                            e.g. postgresql+psycopg2://whale@db:5432/jupyterhub
@@ -148,7 +148,7 @@ def seats_in_memory(per_learner_mib: int, kept_mib: int = 2048) -> int:
 c.WhaleSpawner.concurrent_starts = int(os.environ.get("WHALE_CONCURRENT_STARTS", "0"))
 c.JupyterHub.concurrent_spawn_limit = int(os.environ.get("WHALE_SPAWN_LIMIT", "100"))
 c.JupyterHub.active_server_limit = int(os.environ.get("WHALE_MAX_LEARNERS") or seats_in_memory(
-    int(os.environ.get("WHALE_LEARNER_MIB", "170"))))
+    int(os.environ.get("WHALE_LEARNER_MIB", "160"))))
 c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
 
 # Sign-in: a workshop works out of the box (learners sign up with a password of their
