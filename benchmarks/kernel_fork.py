@@ -10,7 +10,9 @@ LocalProvisioner: a new Python per kernel, the baseline). For each it reports:
   (the engine is left out: it is the same for both);
 - what each further kernel adds to it (a second and a third kernel);
 - kernel start: from POST /api/kernels through the proxy to the kernel's kernel_info
-  reply on its websocket, median of --kernels starts per learner.
+  reply on its websocket, median of --kernels starts per learner;
+- what the server kept of those --kernels kernels, started and shut down (a leak would
+  show here: the first fork freezes the server's objects for good).
 It prints both, and the ratios forked / own process.
 """
 from __future__ import annotations
@@ -79,6 +81,9 @@ def measure(label: str, server_env: dict[str, str], learners: int, kernels: int,
                     seconds, kernel = kernel_start(hub, name)
                     starts.append(seconds)
                     hub.server(name, "DELETE", f"/kernels/{kernel}")
+            time.sleep(settle)
+            cycled = [cgroup_mib(client.containers.get(server_container(client, n)).id)
+                      for n in names]
             for name in names:  # two more kernels each, kept: what a further kernel costs
                 kernel_start(hub, name)
                 kernel_start(hub, name)
@@ -89,7 +94,8 @@ def measure(label: str, server_env: dict[str, str], learners: int, kernels: int,
         client.close()
     row = {"server + 1 kernel MiB": statistics.mean(one),
            "each further kernel MiB": (statistics.mean(three) - statistics.mean(one)) / 2,
-           "kernel start s": statistics.median(starts)}
+           "kernel start s": statistics.median(starts),
+           "growth after the starts and stops MiB": statistics.mean(cycled) - statistics.mean(one)}
     print(f"{label}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
     return row
 

@@ -17,7 +17,8 @@ GATE = ROOT / "images" / "engine" / "whale_gate"
 ALLOWED = {
     "whale_core": set(),
     "whale_kernel": {"whale_core"},
-    "whale_extension": {"whale_core"},
+    # The server extension readies the server for the kernels forked from it.
+    "whale_extension": {"whale_core", "whale_kernel"},
     "whale_hub": {"whale_core"},
     "whale_lessons": {"whale_core", "whale_hub", "whale_site"},
     "whale_site": {"whale_core", "whale_hub", "whale_lessons", "whale_progress"},

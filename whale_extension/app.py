@@ -10,6 +10,7 @@ from traitlets import Bool, Float, Integer, Unicode, default
 
 from whale_core.errors import BundleError
 from whale_core.store import CredentialStore
+from whale_kernel import FORK_SETTING
 
 from .api_handlers import CredentialsHandler, HealthHandler, PortsHandler, ReloadHandler
 from .engine import EngineMonitor, engine_hostname
@@ -122,6 +123,15 @@ class WhaleExtension(ExtensionApp):
             (r"/whale/api/progress", ProgressHandler),
             (r"/whale/proxy/(\d{1,5})(/.*)?", PortProxyHandler),
         ])
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        """The server has started: where docker kernels are forked from it (the
+        single-user image), freeze its objects now, before any kernel's, so that each
+        kernel shares them (whale_kernel.provisioner)."""
+        await super()._start_jupyter_server_extension(serverapp)
+        if os.environ.get(FORK_SETTING) == "1":
+            from whale_kernel.provisioner import freeze_server
+            freeze_server()
 
     def proxy_host(self) -> str:
         """Where published ports are reached: the configured host, else the engine's.

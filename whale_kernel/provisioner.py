@@ -5,8 +5,11 @@ imports zmq, traitlets, jupyter_client and this package again: 26 MiB of every l
 memory that the server beside it already holds. Forked from the server instead, the
 kernel shares those pages copy-on-write and owns only what it writes: about 12 MiB. This
 is the zygote pattern (multiprocessing's "fork" start method, Android's zygote), done the
-way Python's gc documentation asks: the server's objects are frozen before each fork, so
-that neither side's garbage collector writes to the pages they share.
+way Python's gc documentation asks: the server's objects are frozen once it has started
+(whale_extension calls freeze_server; else before the first fork), so that neither side's
+garbage collector writes to the pages they share. Only once: the frozen are never
+collected, and what the server makes later (a kernel's manager, its channels) must stay
+collectable when that kernel goes.
 
 The provisioner forks only where that is safe and worth it: in a running Jupyter server
 that asked for it (WHALE_FORK_KERNELS=1, as the single-user image sets), on the server's
@@ -36,10 +39,9 @@ import warnings
 from jupyter_client.provisioning import LocalProvisioner
 
 # Loaded here, in the server, before the first fork: the kernels then share these pages.
+from . import FORK_SETTING
 from . import kernel as _kernel  # noqa: F401
 from .__main__ import main as kernel_main
-
-FORK_SETTING = "WHALE_FORK_KERNELS"
 
 
 class ForkedProcess:
@@ -97,6 +99,14 @@ def can_fork(cmd: list[str]) -> bool:
         return False
     return (len(cmd) >= 3 and cmd[1:3] == ["-m", "whale_kernel"]
             and os.path.realpath(cmd[0]) == os.path.realpath(sys.executable))
+
+
+def freeze_server() -> None:
+    """Freeze the objects of a server that has started (its modules, its app, this
+    package, loaded above), for the docker kernels it will fork to share; once."""
+    if not gc.get_freeze_count():
+        gc.collect()
+        gc.freeze()
 
 
 def _fileno(stream) -> int | None:
@@ -158,8 +168,7 @@ class ForkProvisioner(LocalProvisioner):
         stdout, stderr = _fileno(options.get("stdout")), _fileno(options.get("stderr"))
         # Python's gc documentation for fork without exec: freeze right before the fork,
         # so that later collections on either side leave the shared pages alone.
-        gc.collect()
-        gc.freeze()
+        freeze_server()
         sys.stdout.flush()
         sys.stderr.flush()
         with warnings.catch_warnings():
