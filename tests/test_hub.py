@@ -324,6 +324,23 @@ def test_a_learner_who_picks_three_nodes_gets_a_swarm_of_three(tmp_path_factory,
         hub.start(learner, {"engine": "sandbox", "nodes": 3})
         nodes = hub.run(learner, "docker node ls --format '{{.Hostname}} {{.Status}}' | sort")
         assert nodes.split("\n")[:3] == ["node1 Ready", "node2 Ready", "node3 Ready"]
+
+        # An operator's `docker network prune` while carol is away removes her network: her
+        # next start makes it again, every node (kept from before) joins the new one, and
+        # her Swarm of 3 holds.
+        hub.stop(learner)
+        network = host_docker.networks.get(learner_network(learner_slug(learner)))
+        network.remove()
+        hub.start(learner, {"engine": "sandbox", "nodes": 3})
+        now = host_docker.networks.get(learner_network(learner_slug(learner)))
+        assert now.id != network.id
+        for node in ("", ".node2", ".node3"):
+            engine = host_docker.containers.get(engine_container(learner_slug(learner)) + node)
+            assert [n["NetworkID"] for n in engine.attrs["NetworkSettings"]["Networks"].values()] \
+                == [now.id], node
+        nodes = hub.run(learner, "docker node ls --format '{{.Hostname}} {{.Status}}' | sort")
+        assert nodes.split("\n")[:3] == ["node1 Ready", "node2 Ready", "node3 Ready"]
+        assert hub.run(learner, "docker --host tcp://node2:2376 info -f '{{.Name}}'").strip() == "node2"
         hub.stop(learner)
         hub.start(learner, {"engine": "sandbox", "nodes": 1})
         assert not host_docker.containers.list(all=True, filters={"name": node3})

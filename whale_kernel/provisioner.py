@@ -166,8 +166,9 @@ class ForkProvisioner(LocalProvisioner):
         env = dict(options.get("env") or os.environ)
         cwd = options.get("cwd")
         stdout, stderr = _fileno(options.get("stdout")), _fileno(options.get("stderr"))
-        # Python's gc documentation for fork without exec: freeze right before the fork,
-        # so that later collections on either side leave the shared pages alone.
+        # Python's gc documentation for fork without exec: freeze before the fork, so that
+        # later collections on either side leave the shared pages alone (once: the server
+        # froze at its start already, unless whale_extension is off).
         freeze_server()
         sys.stdout.flush()
         sys.stderr.flush()
