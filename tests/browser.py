@@ -6,6 +6,7 @@ closed here anyway.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ def start_chromium(profile: Path, size: str = "1280,800"):
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                  f"--user-data-dir={profile}", f"--window-size={size}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # page_report shows it
     # An explicit chromedriver: selenium must never go looking for (or download) one.
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
 
@@ -46,6 +48,36 @@ def wait_until(what, timeout: float, step: float = 0.2, message: str = ""):
             return value
         time.sleep(step)
     raise AssertionError(message or f"timed out after {timeout} s")
+
+
+def page_report(hub, browser, learner: str, name: str = "failure") -> str:
+    """What a failed browser step had in front of it: a screenshot (in the hub's state),
+    the page's address and text, the browser's console, what the learner's server answers
+    for the lessons through the proxy, and the server container's log."""
+    import docker
+
+    parts = []
+    with contextlib.suppress(Exception):
+        browser.save_screenshot(str(hub.state / f"{learner}-{name}.png"))
+    with contextlib.suppress(Exception):
+        parts.append(f"at {browser.current_url}:\n{browser.find_element('tag name', 'body').text[-1500:]}")
+    with contextlib.suppress(Exception):
+        console = [f"{e.get('level')} {e.get('message')}" for e in browser.get_log("browser")]
+        parts.append("console:\n" + "\n".join(console[-20:]))
+    try:
+        r = hub.server(learner, "GET", "/contents/lessons")
+        parts.append(f"GET /api/contents/lessons: HTTP {r.status_code} {r.text[:300]}")
+    except Exception as exc:  # a report of what failed, whatever it was
+        parts.append(f"GET /api/contents/lessons: {exc!r}")
+    client = docker.from_env()
+    try:
+        log = client.containers.get(f"jupyter-{learner}").logs(tail=60).decode(errors="replace")
+        parts.append(f"server log:\n{log}")
+    except Exception as exc:
+        parts.append(f"server log: {exc!r}")
+    finally:
+        client.close()
+    return "\n".join(parts)
 
 
 def run_cell_in_browser(hub, browser, learner: str, code: str, expect: str) -> str:

@@ -47,12 +47,13 @@ def site(engine_image, tmp_path_factory):
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=timeout)
 
-    def docker(*args, check=True):
+    def docker(*args, check=True, stderr=False):
+        """docker's output (with `stderr`, its error stream's too: a service's log)."""
         done = subprocess.run(["docker", "--context", name, *args], env=env,
                               capture_output=True, text=True, timeout=300)
         if check and done.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)}: {done.stderr}")
-        return done.stdout
+        return done.stdout + done.stderr if stderr else done.stdout
 
     up = run("cluster", "up", "3")
     assert up.returncode == 0, up.stdout + up.stderr
@@ -68,12 +69,24 @@ def site(engine_image, tmp_path_factory):
     RegistryMirror(state / "registry", address="127.0.0.1").stop()
 
 
+def hub_log(site, about: str, lines: int = 2000) -> str:
+    """The deployed hub's log lines that mention `about` (a learner's name)."""
+    out = site.docker("service", "logs", "--raw", "--tail", str(lines), f"{site.stack}_hub",
+                      check=False, stderr=True)
+    return "\n".join(line[:400] for line in out.splitlines() if about in line)
+
+
 def placement(site, service: str) -> str:
     """The node of a service's running task."""
     out = site.docker("service", "ps", service, "--filter", "desired-state=running",
-                      "--format", "{{.Node}} {{.CurrentState}}")
+                      "--format", "{{.Node}} {{.CurrentState}}", check=False)
     running = [line.split()[0] for line in out.splitlines() if "Running" in line]
-    assert len(running) == 1, out
+    if len(running) != 1:
+        learner = service.rsplit("-", 1)[-1]
+        raise AssertionError(
+            f"{service} has no one running task: {out!r}\nservices: "
+            f"{site.docker('service', 'ls', '--format', '{{.Name}} {{.Replicas}}', check=False)}"
+            f"\nthe hub on {learner}:\n{hub_log(site, learner)[-6000:]}")
     return running[0]
 
 
@@ -210,6 +223,7 @@ def test_a_learners_swarm_of_three_runs_lesson_13_and_is_kept_across_a_restart(s
 
 
 def test_a_drained_nodes_learners_start_again_on_another(site):
+    assert hasattr(site, "nodes"), "the six learners' test did not place them"
     drained = next(node for node in ("node2", "node3") if node in site.nodes.values())
     moved = [name for name, node in site.nodes.items() if node == drained]
     for name in moved:

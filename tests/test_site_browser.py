@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from browser import AVAILABLE, MISSING, run_cell_in_browser, start_chromium, wait_until
+from browser import AVAILABLE, MISSING, page_report, run_cell_in_browser, start_chromium, wait_until
 from hub_fixtures import Hub, ensure_images
 
 pytestmark = [pytest.mark.hub, pytest.mark.browser, pytest.mark.skipif(not AVAILABLE, reason=MISSING)]
@@ -81,8 +81,12 @@ def test_learner_signs_up_and_runs_hello_world(site, browser):
                              f"hub log:\n{site.log_tail(3000)}") from None
     assert seen, "the progress page never said what was happening"
     # Notebook 7 with the lessons.
-    wait_until(lambda: "01-first-container" in browser.find_element("tag name", "body").text,
-               60, message="the lessons are not listed")
+    try:
+        wait_until(lambda: "01-first-container" in browser.find_element("tag name", "body").text,
+                   60)
+    except AssertionError:
+        raise AssertionError(f"the lessons are not listed; {page_report(site, browser, name)}\n"
+                             f"hub log:\n{site.log_tail(3000)}") from None
     browser.get(f"{site.url}/user/{name}/notebooks/lessons/01-first-container.ipynb")
 
     def hello_cell():
