@@ -58,3 +58,19 @@ def test_hub_image_runs_the_site(site_images):
                  "jupyterhub_idle_culler; from importlib.metadata import entry_points; "
                  "print(entry_points(group='jupyterhub.spawners')['whale'].value)")
     assert out.strip() == "whale_hub.spawner:WhaleSpawner"
+
+
+def test_built_from_names_every_site_image_a_dockerfile_builds_on():
+    """BUILT_FROM (what `ensure_site_images(only=...)` builds first) says exactly which
+    site images each Dockerfile uses (FROM, or COPY --from), and SITE builds them first:
+    a Dockerfile that starts using another of ours without saying so here fails this."""
+    import re
+
+    order, found = list(images.SITE), 0
+    for tag, directory in images.SITE.items():
+        text = (images.SITE_IMAGES / directory / "Dockerfile").read_text()
+        used = set(re.findall(r"(?:^FROM\s+|--from=)(howtowhale/[\w.-]+)", text, re.MULTILINE))
+        assert used == set(images.BUILT_FROM.get(tag, ())), (tag, used)
+        assert all(order.index(dep) < order.index(tag) for dep in used), (tag, used)
+        found += len(used)
+    assert found  # the single-user image copies the learner's CLI from howtowhale/cli
