@@ -192,6 +192,38 @@ def test_deleted_learners_leave_nothing_behind(hub, host_docker):
     assert host_docker.containers.list(all=True, filters={"name": alice_engine})
 
 
+def test_a_learner_who_signs_up_while_the_janitor_sweeps_keeps_their_engine(hub, host_docker):
+    """The janitor lists what there is, then asks the hub who its users are. Asked first,
+    an answer from before a newcomer signed up let the sweep take the newcomer's new
+    engine, server and network from under their first start (a class arriving as the
+    hub starts, when the janitor sweeps first: a CI run lost a learner's server so).
+    Here the newcomer signs up and starts while the sweep waits for that answer, which
+    does not name them yet; a deleted learner's engine goes."""
+    from whale_hub.janitor import hub_users, sweep
+
+    gone, newcomer = hub.user("gwen"), f"{hub.prefix}-nina"
+    hub.start(gone)
+    assert hub.api("DELETE", f"/users/{gone}").status_code == 204
+    hub.users.remove(gone)
+
+    def users_before_the_newcomer():
+        before = hub_users(f"{hub.url}/hub/api", hub.token)
+        assert hub.user("nina") == newcomer  # signs up (cleaned up with the others)
+        hub.start(newcomer)
+        assert newcomer not in before
+        return before
+
+    removed = sweep(users_before_the_newcomer, str(hub.state / "hub" / "engines"))
+    assert engine_container(learner_slug(gone)) in removed
+    slug = learner_slug(newcomer)
+    assert not [x for x in removed if slug in x], removed
+    assert host_docker.containers.get(engine_container(slug)).status == "running"
+    assert host_docker.containers.get(f"jupyter-{slug}").status == "running"
+    assert host_docker.networks.list(names=[learner_network(slug)])
+    hub.run(newcomer, "docker volume create nina-was-here >/dev/null")
+    assert "nina-was-here" in hub.run(newcomer, "docker volume ls -q")
+
+
 def _engine_of(host_docker, hub, name: str):
     """The one engine container labelled as `name`'s on the hub's site."""
     (engine,) = host_docker.containers.list(all=True, filters={"label": [

@@ -15,6 +15,8 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import docker
@@ -66,14 +68,21 @@ def _attached(client: docker.DockerClient, network) -> list:
     return found
 
 
-def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = None,
-          site: str | None = None) -> list[str]:
+def sweep(users: set[str] | Callable[[], set[str]], state_dir: str,
+          client: docker.DockerClient | None = None, site: str | None = None) -> list[str]:
     """Remove this site's engines, networks, server containers and learner directories
     of owners not in `users`.
 
     The site is the spawner's (a hash of its state_dir unless given): engines of other
     sites, of lesson tests or of `whale notebook` on the same engine are never touched,
     nor a directory without an owner file.
+
+    `users` may be a function (hub_users with its arguments): it is then asked only after
+    everything has been listed and its owners read. A learner's objects are made after
+    the learner, so whoever owns a listed object was a hub user before the listing: if
+    the answer does not name them, they were deleted. Asked first, the answer could miss
+    a newcomer who signed up meanwhile, and this sweep would take their new engine, server
+    and network from under their first start.
     """
     own = client is None
     client = client or docker.from_env()
@@ -81,38 +90,58 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
     site_label = f"{SITE_LABEL}={site}"
     removed = []
     try:
+        # What there is, and whose (read now: an engine taken from the warm pool says whose
+        # it is in its state directory, written when it is taken).
+        engines = []
         for c in client.containers.list(all=True, filters={"label": [f"{LABEL}=engine", site_label]}):
-            # An engine taken from the warm pool says whose it is in its state directory.
             unit = c.name.removeprefix(engine_container(""))
-            owner = labelled_owner(c.labels, learner_state_dir(state_dir, unit))
-            if owner and owner not in users:
-                c.remove(force=True, v=True)
-                removed.append(c.name)
+            engines.append((c, labelled_owner(c.labels, learner_state_dir(state_dir, unit))))
+        services, secrets = [], []
         if (client.info().get("Swarm") or {}).get("ControlAvailable"):
             # A deployed site (whale_hub.swarm): learners' servers and engines are Swarm
             # services, their bundles and TLS files Swarm secrets.
-            for service in client.services.list(filters={"label": [OWNER_LABEL, site_label]}):
-                owner = (service.attrs["Spec"].get("Labels") or {}).get(OWNER_LABEL)
-                if owner and owner not in users:
-                    service.remove()
-                    removed.append(service.name)
-            for secret in client.secrets.list(filters={"label": [OWNER_LABEL, site_label]}):
-                owner = (secret.attrs["Spec"].get("Labels") or {}).get(OWNER_LABEL)
-                if owner and owner not in users:
-                    try:
-                        secret.remove()
-                        removed.append(secret.name)
-                    except docker.errors.APIError:
-                        pass  # still in use by a service on its way out: the next sweep
-        networks = [*client.networks.list(filters={"label": [OWNER_LABEL, site_label]}),
-                    *client.networks.list(filters={"label": [POOL_LABEL, site_label]})]
-        for n in networks:
+            services = [(x, (x.attrs["Spec"].get("Labels") or {}).get(OWNER_LABEL))
+                        for x in client.services.list(filters={"label": [OWNER_LABEL, site_label]})]
+            secrets = [(x, (x.attrs["Spec"].get("Labels") or {}).get(OWNER_LABEL))
+                       for x in client.secrets.list(filters={"label": [OWNER_LABEL, site_label]})]
+        networks = []
+        for n in [*client.networks.list(filters={"label": [OWNER_LABEL, site_label]}),
+                  *client.networks.list(filters={"label": [POOL_LABEL, site_label]})]:
             # A pooled engine's network became its learner's: its owner file says whose.
             unit = unit_of_network(n.name)
-            owner = labelled_owner(n.attrs.get("Labels"),
-                                   learner_state_dir(state_dir, unit) if unit else None)
-            if owner and owner not in users:
-                n.reload()
+            networks.append((n, labelled_owner(n.attrs.get("Labels"),
+                                               learner_state_dir(state_dir, unit) if unit else None)))
+        directories = [(kind, directory, read_owner(directory))
+                       for kind in (LEARNERS_DIR, RUNTIME_DIR)
+                       for directory in sorted((Path(state_dir) / kind).glob("*"))]
+        users = users() if callable(users) else users
+
+        def gone(owner: str | None) -> bool:
+            return owner is not None and owner not in users
+
+        for c, owner in engines:
+            if gone(owner):
+                with contextlib.suppress(docker.errors.NotFound):
+                    c.remove(force=True, v=True)
+                    removed.append(c.name)
+        for service, owner in services:
+            if gone(owner):
+                with contextlib.suppress(docker.errors.NotFound):
+                    service.remove()
+                    removed.append(service.name)
+        for secret, owner in secrets:
+            if gone(owner):
+                try:
+                    secret.remove()
+                    removed.append(secret.name)
+                except docker.errors.APIError:
+                    pass  # still in use by a service on its way out: the next sweep
+        for n, owner in networks:
+            if gone(owner):
+                try:
+                    n.reload()
+                except docker.errors.NotFound:
+                    continue
                 for attached in _attached(client, n):
                     if (attached.labels.get(OWNER_LABEL) == owner and attached.labels.get(SITE_LABEL) == site
                             and attached.name.startswith("jupyter-")):
@@ -127,13 +156,11 @@ def sweep(users: set[str], state_dir: str, client: docker.DockerClient | None = 
                     removed.append(n.name)
                 except docker.errors.APIError:
                     pass
-        for kind in (LEARNERS_DIR, RUNTIME_DIR):
-            for directory in sorted((Path(state_dir) / kind).glob("*")):
-                owner = read_owner(directory)
-                if owner is not None and owner not in users:
-                    unmount_under(directory)  # an engine's disk is mounted there
-                    shutil.rmtree(directory, ignore_errors=True)
-                    removed.append(f"{kind}/{directory.name}")
+        for kind, directory, owner in directories:
+            if gone(owner):
+                unmount_under(directory)  # an engine's disk is mounted there
+                shutil.rmtree(directory, ignore_errors=True)
+                removed.append(f"{kind}/{directory.name}")
     finally:
         if own:
             client.close()
@@ -155,7 +182,7 @@ def main() -> None:
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     while True:
         try:
-            removed = sweep(hub_users(api_url, token), args.state_dir, site=args.site)
+            removed = sweep(partial(hub_users, api_url, token), args.state_dir, site=args.site)
             if removed:
                 print(f"whale-janitor: removed {', '.join(removed)}", flush=True)
         except Exception as exc:  # keep running: the next sweep may work
