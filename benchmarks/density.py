@@ -1,6 +1,6 @@
 """How many learners one machine holds: this site against plain JupyterHub, learner by learner.
 
-    python benchmarks/density.py [--max 100] [--hubs plain,whale] [--plot density.png]
+    python benchmarks/density.py [--max 100] [--hubs plain,whale] [--plot density.png] [--worked]
 
 Learners start one after another, each with one running kernel, until --max or until the
 machine's available memory falls under --reserve-mib. At 1, 10, 25, 50, 75 and 100
@@ -13,6 +13,10 @@ records:
   proxy);
 - the hub API's latency (median of 20 reads of a learner's model);
 - the machine's available memory (MemAvailable).
+With --worked, every learner then works as in a first lesson, in the kernel they have:
+shell cells (the same on both hubs), a kernel restart, notebook saves and listings, and
+on this site docker cells too (the plain hub has no engine), and the memory per learner
+is measured once more (the table's "worked" row).
 It prints the table for each hub, the ratios, and how many learners a 24 GiB machine
 holds at the last step's memory per learner (keeping --reserve-mib for the host), and with
 --plot draws the curves (matplotlib: `pip install .[bench]`).
@@ -28,11 +32,13 @@ from pathlib import Path
 
 import docker
 import requests
+import websocket
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+from deployed import execute  # noqa: E402
 from hub_fixtures import Hub  # noqa: E402
 from spawn import bench_hub, build_plain, learner_engines, server_container  # noqa: E402
 
@@ -106,7 +112,65 @@ def api_latency(hub: Hub, name: str, reads: int = 20) -> float:
     return statistics.median(times)
 
 
-def climb(hub: Hub, label: str, most: int, settle: float, reserve_mib: float) -> list[dict]:
+# What a learner does in a first lesson, besides its docker commands: the same on both hubs.
+SHELL_CELLS = [
+    "ls -la", "pwd", "echo \"$HOME\" \"$SHELL\"", "for i in $(seq 500); do echo line $i; done | tail -3",
+    "head -3 /etc/os-release", "env | wc -l", "printf '%s\\n' c a b | sort", "ps aux | wc -l",
+    "seq 1 20000 | awk '{s+=$1} END {print s}'", "du -sh ~ 2>/dev/null | cut -f1",
+    "cat > notes.txt <<'X'\nwhat I learned\nX\ncat notes.txt", "wc -c notes.txt",
+]
+# This site's learners have an engine: a first lesson's docker commands.
+DOCKER_CELLS = ["docker version --format '{{.Server.Version}}'", "docker run --rm hello-world",
+                "docker images", "docker run --name first hello-world", "docker ps -a",
+                "docker rm first", "docker run --rm hello-world | head -3"]
+SAVES = 5
+
+
+def run_cells(hub: Hub, name: str, cells: list[str], timeout: float = 120) -> None:
+    """Run `cells` one after another in the learner's running kernel (the first)."""
+    kernel = hub.server(name, "GET", "/kernels").json()[0]["id"]
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{hub.port}/user/{name}/api/kernels/{kernel}/channels",
+        header=[f"Authorization: token {hub.token}"], timeout=timeout)
+    try:
+        for code in cells:
+            execute(ws, code, timeout)
+    finally:
+        ws.close()
+
+
+def work(hub: Hub, name: str, label: str) -> None:
+    """`name` works as in a first lesson (see the module's doc)."""
+    cells = SHELL_CELLS + (DOCKER_CELLS if label != "plain" else [])
+    half = len(cells) // 2
+    run_cells(hub, name, cells[:half])
+    kernel = hub.server(name, "GET", "/kernels").json()[0]["id"]
+    r = hub.server(name, "POST", f"/kernels/{kernel}/restart")
+    if r.status_code != 200:
+        raise RuntimeError(f"{name}: kernel restart: HTTP {r.status_code}")
+    run_cells(hub, name, cells[half:])
+    nb = {"type": "notebook", "content": {
+        "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+        "cells": [{"cell_type": "code", "id": f"c{i}", "source": code, "metadata": {},
+                   "execution_count": i + 1,
+                   "outputs": [{"output_type": "stream", "name": "stdout", "text": "x" * 400}]}
+                  for i, code in enumerate(cells)]}}
+    for _ in range(SAVES):
+        if hub.server(name, "PUT", "/contents/lesson-work.ipynb", json=nb).status_code not in (200, 201):
+            raise RuntimeError(f"{name}: the notebook was not saved")
+        hub.server(name, "GET", "/contents")
+        hub.server(name, "GET", "/contents/lesson-work.ipynb")
+
+
+def measure_step(client: docker.DockerClient, hub: Hub, names: list[str], **extra) -> dict:
+    mibs = [learner_mib(client, hub, each) for each in names]
+    return {"learners": len(names), "MiB/learner": statistics.mean(mibs),
+            "next spawn s": None, "API ms": api_latency(hub, names[0]) * 1000,
+            "available GiB": available_mib() / 1024, **extra}
+
+
+def climb(hub: Hub, label: str, most: int, settle: float, reserve_mib: float,
+          worked: bool = False) -> list[dict]:
     client = docker.from_env()
     kernel = "docker" if label == "whale" else "bash"
     steps = [s for s in STEPS if s <= most] or [most]
@@ -126,12 +190,19 @@ def climb(hub: Hub, label: str, most: int, settle: float, reserve_mib: float) ->
                 rows[-1]["next spawn s"] = spawn_of[n + 1]
             if len(names) in steps:
                 time.sleep(settle)
-                mibs = [learner_mib(client, hub, each) for each in names]
-                rows.append({"learners": len(names), "MiB/learner": statistics.mean(mibs),
-                             "next spawn s": None, "API ms": api_latency(hub, names[0]) * 1000,
-                             "available GiB": available_mib() / 1024})
+                rows.append(measure_step(client, hub, names))
                 print(f"{label}: {len(names)} learners, {rows[-1]['MiB/learner']:.0f} MiB "
                       f"each, {rows[-1]['available GiB']:.1f} GiB available", flush=True)
+        # The learner started last was only there to time the next spawn.
+        if worked and rows:
+            working = names[:rows[-1]["learners"]]
+            t0 = time.perf_counter()
+            for each in working:
+                work(hub, each, label)
+            time.sleep(settle)
+            rows.append(measure_step(client, hub, working, worked=True))
+            print(f"{label}: {len(working)} learners worked ({time.perf_counter() - t0:.0f} s), "
+                  f"{rows[-1]['MiB/learner']:.0f} MiB each", flush=True)
     finally:
         client.close()
     return rows
@@ -142,11 +213,18 @@ def table(label: str, rows: list[dict]) -> None:
     print(f"{'learners':>9}{'MiB/learner':>13}{'next spawn':>12}{'API':>9}{'available':>11}")
     for r in rows:
         nxt = f"{r['next spawn s']:.2f} s" if r["next spawn s"] is not None else "-"
-        print(f"{r['learners']:>9}{r['MiB/learner']:>13.0f}{nxt:>12}{r['API ms']:>6.0f} ms"
+        learners = f"{r['learners']} worked" if r.get("worked") else str(r["learners"])
+        print(f"{learners:>9}{r['MiB/learner']:>13.0f}{nxt:>12}{r['API ms']:>6.0f} ms"
               f"{r['available GiB']:>7.1f} GiB")
 
 
+def idle(rows: list[dict]) -> list[dict]:
+    """The steps of idle learners (not the "worked" row)."""
+    return [r for r in rows if not r.get("worked")]
+
+
 def holds(rows: list[dict], reserve_mib: float) -> int:
+    """Learners a MACHINE_GIB machine holds at the last row's memory per learner."""
     return int((MACHINE_GIB * 1024 - reserve_mib) // rows[-1]["MiB/learner"])
 
 
@@ -159,6 +237,7 @@ def plot(results: dict[str, list[dict]], path: Path, reserve_mib: float) -> None
     from matplotlib import pyplot as plt
     fig, (mem, spawn_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for label, rows in results.items():
+        rows = idle(rows)
         xs = [r["learners"] for r in rows]
         mem.plot(xs, [r["MiB/learner"] for r in rows], marker="o",
                  label=f"{label} ({holds(rows, reserve_mib)} per {MACHINE_GIB} GiB)")
@@ -186,24 +265,31 @@ def main() -> None:
     ap.add_argument("--reserve-mib", type=float, default=2048,
                     help="stop when the machine has less memory available (MiB)")
     ap.add_argument("--plot", type=Path, help="draw the curves into this PNG")
+    ap.add_argument("--worked", action="store_true",
+                    help="at the end, every learner works as in a first lesson; measure again")
     args = ap.parse_args()
     build_plain()
     results = {}
     for label in args.hubs.split(","):
         # No seat limit of the site's own in the way: this is what finds the limit.
         with bench_hub(label, {"WHALE_MAX_LEARNERS": "100000"}) as (hub, _):
-            results[label] = climb(hub, label, args.max, args.settle, args.reserve_mib)
+            results[label] = climb(hub, label, args.max, args.settle, args.reserve_mib,
+                                   args.worked)
     for label, rows in results.items():
         table(label, rows)
-        if rows:
-            print(f"  at {rows[-1]['MiB/learner']:.0f} MiB each, a {MACHINE_GIB} GiB machine "
-                  f"holds {holds(rows, args.reserve_mib)} learners "
-                  f"({args.reserve_mib / 1024:.0f} GiB kept for the host)")
+        for which in (idle(rows), [r for r in rows if r.get("worked")]):
+            if which:
+                print(f"  at {which[-1]['MiB/learner']:.0f} MiB each"
+                      f"{' (worked)' if which[-1].get('worked') else ''}, a {MACHINE_GIB} GiB "
+                      f"machine holds {holds(which, args.reserve_mib)} learners "
+                      f"({args.reserve_mib / 1024:.0f} GiB kept for the host)")
     if {"whale", "plain"} <= results.keys():
-        plain = {r["learners"]: r for r in results["plain"]}
+        plain = {(r["learners"], bool(r.get("worked"))): r for r in results["plain"]}
         print("\nratio whale/plain, memory per learner: " + ", ".join(
-            f"{r['learners']}: {r['MiB/learner'] / plain[r['learners']]['MiB/learner']:.2f}"
-            for r in results["whale"] if r["learners"] in plain))
+            f"{r['learners']}{' worked' if r.get('worked') else ''}: "
+            f"{r['MiB/learner'] / plain[key]['MiB/learner']:.2f}"
+            for r in results["whale"]
+            if (key := (r["learners"], bool(r.get("worked")))) in plain))
     if args.plot:
         plot({k: v for k, v in results.items() if v}, args.plot, args.reserve_mib)
 
