@@ -117,7 +117,9 @@ def sweep(users: set[str] | Callable[[], set[str]], state_dir: str,
         users = users() if callable(users) else users
 
         def gone(owner: str | None) -> bool:
-            return owner is not None and owner not in users
+            # No owner (a pooled engine not taken yet, a directory without an owner file)
+            # or an empty one (an owner file being written) is nobody's to sweep.
+            return bool(owner) and owner not in users
 
         for c, owner in engines:
             if gone(owner):
